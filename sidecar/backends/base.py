@@ -1,0 +1,40 @@
+"""The one seam between the engine and the upstreams: the ``Backend`` protocol.
+
+A backend turns a ``Call`` into upstream HTTP (or local work, for the demo backend) and gives
+back internal types: a whole ``Message`` from ``create``, Anthropic ``StreamEvent``s from
+``stream``. Everything that goes wrong is raised as an ``UpstreamError`` with a ``FailureKind``,
+so the engine can decide between falling back and stopping without looking at messages.
+
+A stream that is complete ends with ``MessageStop``; a backend raises ``UpstreamError(kind=
+INCOMPLETE)`` instead of ending quietly when the upstream stopped early, and ``STREAM_ERROR`` for
+an in-band error frame. Whatever the request lost in translation is appended to ``notes``
+(feature names for the degradation list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+
+
+class Backend(Protocol):
+    name: str  # the configured name (``primary``); used in metadata, logs, metrics
+    kind: str  # ``openai``, ``anthropic``, ``demo``
+
+    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+        """The whole answer for ``call`` from upstream ``model``."""
+        ...
+
+    def stream(self, call: Call, model: str, notes: list[str]) -> AsyncIterator[StreamEvent]:
+        """The answer as Anthropic stream events; an async generator, closed by the engine."""
+        ...
+
+    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
+        """Input tokens of ``request``: exact where the upstream counts, else an estimate."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        ...
