@@ -103,6 +103,9 @@ class SidecarError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Outcome metadata (backend, attempts, exhausted...) the engine attaches before raising,
+        # for the surfaces to send as headers / trailing metadata with the error.
+        self.metadata: list[tuple[str, str]] = []
 
     @property
     def http_status(self) -> int:

@@ -1,0 +1,49 @@
+"""The outcome record: what happened to one request, attempt by attempt.
+
+The engine fills it in as it goes; surfaces turn it into response headers / gRPC metadata
+(``metadata()``), and logs and metrics read it. It is mutable while the request runs and only
+read after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Metadata keys, the same on HTTP (headers) and gRPC (metadata); lower case as gRPC requires.
+BACKEND_KEY = "x-anyllm-backend"
+ATTEMPTS_KEY = "x-anyllm-attempts"
+DEGRADATION_KEY = "x-anyllm-degradation"
+EXHAUSTED_KEY = "x-anyllm-fallback-exhausted"
+CHAIN_KEY = "x-anyllm-chain"
+REQUEST_ID_KEY = "x-request-id"
+
+
+@dataclasses.dataclass(slots=True)
+class Attempt:
+    target: str  # "backend/model"
+    backend: str
+    outcome: str  # "ok", or a FailureKind value ("status", "connect", ...)
+    status: int | None
+    duration: float  # seconds
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    request_id: str
+    chain: str
+    attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    answered_by: str | None = None  # backend name
+    exhausted: bool = False
+    degradations: list[str] = dataclasses.field(default_factory=list)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """Headers / gRPC metadata describing this outcome (known so far)."""
+        items = [(REQUEST_ID_KEY, self.request_id), (CHAIN_KEY, self.chain)]
+        if self.answered_by is not None:
+            items.append((BACKEND_KEY, self.answered_by))
+        items.append((ATTEMPTS_KEY, str(len(self.attempts))))
+        if self.degradations:
+            items.append((DEGRADATION_KEY, ",".join(dict.fromkeys(self.degradations))))
+        if self.exhausted:
+            items.append((EXHAUSTED_KEY, "true"))
+        return items
