@@ -14,7 +14,7 @@ gRPC). Upstream failures also carry what the engine needs to decide whether to m
     ├── UpstreamError             a backend failed; type and status follow the upstream's status
     │                             or the failure kind (connect, timeout, broken stream...)
     ├── DeadlineExceededError     504 timeout_error            DEADLINE_EXCEEDED (overall budget)
-    ├── OverloadedError           529 overloaded_error         UNAVAILABLE (our own limits, draining)
+    ├── OverloadedError           529 overloaded_error         UNAVAILABLE (own limits, draining)
     └── InternalError             500 api_error                INTERNAL (a bug of ours)
 
 Foreign exceptions (httpx, msgspec, grpc) are mapped to these at the one place that meets them.

@@ -101,9 +101,7 @@ class ThinkingBlock(msgspec.Struct, frozen=True, tag="thinking", tag_field="type
     signature: str = ""
 
 
-class RedactedThinkingBlock(
-    msgspec.Struct, frozen=True, tag="redacted_thinking", tag_field="type"
-):
+class RedactedThinkingBlock(msgspec.Struct, frozen=True, tag="redacted_thinking", tag_field="type"):
     data: str
 
 
@@ -202,9 +200,7 @@ class CountTokensRequest(msgspec.Struct, frozen=True, omit_defaults=True):
 # --------------------------------------------------------------------------- response
 
 
-StopReason = Literal[
-    "end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"
-]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -359,5 +355,5 @@ class Call:
 request_decoder = msgspec.json.Decoder(MessagesRequest)
 count_tokens_decoder = msgspec.json.Decoder(CountTokensRequest)
 message_decoder = msgspec.json.Decoder(Message)
-event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)  # type: ignore[arg-type]
+event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)
 json_encoder = msgspec.json.Encoder()

@@ -13,7 +13,7 @@ an in-band error frame. Whatever the request lost in translation is appended to 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
@@ -27,7 +27,7 @@ class Backend(Protocol):
         """The whole answer for ``call`` from upstream ``model``."""
         ...
 
-    def stream(self, call: Call, model: str, notes: list[str]) -> AsyncIterator[StreamEvent]:
+    def stream(self, call: Call, model: str, notes: list[str]) -> AsyncGenerator[StreamEvent, None]:
         """The answer as Anthropic stream events; an async generator, closed by the engine."""
         ...
 

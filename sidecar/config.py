@@ -1,0 +1,244 @@
+"""Typed configuration: one YAML file, or the environment alone, validated once at start-up.
+
+``load_config(path, environ)`` reads the YAML (``--config`` / ``ANYLLM_CONFIG``), resolves
+``env:VAR`` and ``os.environ/VAR`` values, and converts the result into frozen msgspec structs,
+so every wrong key or type fails at start with the file, the path inside it and what was
+expected (``ConfigError``). Without a file it builds a configuration from ``OPENAI_API_KEY`` /
+``OPENAI_BASE_URL`` / ``ANTHROPIC_API_KEY`` (+ ``BIG_MODEL`` / ``SMALL_MODEL``), and with nothing
+at all it serves from the built-in ``demo`` backend.
+
+A chain is written either as a plain list of targets or as ``{targets: [...], policy: {...}}``;
+chain policies are merged over the top-level ``policy`` here, so the engine sees one resolved
+``Policy`` per chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from sidecar.engine.policy import Chain, Policy, Routes, Target
+
+
+class ConfigError(Exception):
+    """Bad configuration: the message names the source, the path inside it and the problem."""
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    http: str = "127.0.0.1:8080"
+    grpc: str = "127.0.0.1:50051"
+    grace: float = 20.0  # seconds in-flight requests get to finish after SIGTERM
+    max_body_bytes: int = 32 << 20
+    max_message_bytes: int = 32 << 20
+
+
+class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class BackendConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: Literal["openai", "anthropic", "demo"]
+    base_url: str = ""
+    api_key: str = ""
+    headers: dict[str, str] = {}
+    max_connections: int = 100
+    # OpenAI-compatible dialect switches (driven by config rather than guessed from names).
+    max_completion_tokens: bool = False  # send max_completion_tokens (o-series) not max_tokens
+    system_role: Literal["system", "developer"] = "system"
+    drop_sampling: bool = False  # drop temperature / top_p for models that reject them
+    supports_top_k: bool = False  # pass top_k (vLLM accepts it)
+    stream_usage: bool = True  # ask for usage in streams (stream_options.include_usage)
+    anthropic_version: str = "2023-06-01"  # sent when the caller sent none
+
+    def __repr__(self) -> str:  # never print the key
+        return f"BackendConfig(kind={self.kind!r}, base_url={self.base_url!r})"
+
+
+class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    targets: list[Target]
+    policy: dict[str, Any] = {}
+
+
+class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    match: str
+    chain: str
+
+
+class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    server: ServerConfig = ServerConfig()
+    log: LogConfig = LogConfig()
+    policy: dict[str, Any] = {}
+    backends: dict[str, BackendConfig] = {}
+    chains: dict[str, list[Target] | ChainSpec] = {}
+    routes: list[Route] = []
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    log: LogConfig
+    backends: dict[str, BackendConfig]
+    routes: Routes
+    source: str  # where it came from, for the start-up log
+    demo: bool = False  # True when no real upstream is configured
+
+
+_ENV_PREFIXES = ("env:", "os.environ/")
+
+
+def _resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _resolve_env(v, f"{path}.{k}" if path else str(k), environ) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        for prefix in _ENV_PREFIXES:
+            if value.startswith(prefix):
+                var = value[len(prefix) :]
+                if var not in environ:
+                    raise ConfigError(f"{path}: environment variable {var} is not set")
+                return environ[var]
+    return value
+
+
+def _msgspec_path(err: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.backends.primary.kind`"; turn that into a plain path.
+    text = str(err)
+    match = re.search(r" - at `\$\.?(.*)`$", text)
+    if match is None:
+        return text
+    return f"{match.group(1) or '(top level)'}: {text[: match.start()]}"
+
+
+def build_config(data: Any, source: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document into a ``Config`` (errors name ``source`` and the path)."""
+    env = os.environ if environ is None else environ
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        raw = msgspec.convert(_resolve_env(data, "", env), RawConfig)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_msgspec_path(exc)}") from None
+
+    base_policy = _policy(raw.policy, f"{source}: policy")
+    if not raw.backends:
+        raise ConfigError(f"{source}: backends: at least one backend is required")
+    for name, backend in raw.backends.items():
+        if backend.kind != "demo" and not backend.base_url:
+            raise ConfigError(
+                f"{source}: backends.{name}.base_url: required for kind {backend.kind}"
+            )
+        if backend.max_connections < 1:
+            raise ConfigError(f"{source}: backends.{name}.max_connections: must be at least 1")
+
+    chains: dict[str, Chain] = {}
+    specs = raw.chains or {"default": [Target(backend=name) for name in raw.backends]}
+    for name, spec in specs.items():
+        targets = spec.targets if isinstance(spec, ChainSpec) else spec
+        overrides = spec.policy if isinstance(spec, ChainSpec) else {}
+        if not targets:
+            raise ConfigError(f"{source}: chains.{name}: a chain needs at least one target")
+        for i, target in enumerate(targets):
+            if target.backend not in raw.backends:
+                known = ", ".join(sorted(raw.backends))
+                raise ConfigError(
+                    f"{source}: chains.{name}[{i}].backend: unknown backend "
+                    f"{target.backend!r} (configured: {known})"
+                )
+        policy = _policy(
+            {**msgspec.structs.asdict(base_policy), **overrides}, f"{source}: chains.{name}.policy"
+        )
+        chains[name] = Chain(name=name, targets=tuple(targets), policy=policy)
+    if "default" not in chains:
+        raise ConfigError(f"{source}: chains: a chain named `default` is required")
+
+    for i, route in enumerate(raw.routes):
+        if route.chain not in chains:
+            raise ConfigError(f"{source}: routes[{i}].chain: unknown chain {route.chain!r}")
+
+    demo = all(b.kind == "demo" for b in raw.backends.values())
+    return Config(
+        server=raw.server,
+        log=raw.log,
+        backends=dict(raw.backends),
+        routes=Routes([(r.match, r.chain) for r in raw.routes], chains),
+        source=source,
+        demo=demo,
+    )
+
+
+def _policy(data: dict[str, Any], where: str) -> Policy:
+    try:
+        return msgspec.convert(data, Policy)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}.{_msgspec_path(exc)}") from None
+
+
+def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The zero-config mode: a configuration document built from well-known variables."""
+    backends: dict[str, Any] = {}
+    if environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL"):
+        backends["openai"] = {
+            "kind": "openai",
+            "base_url": environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            "api_key": "env:OPENAI_API_KEY" if environ.get("OPENAI_API_KEY") else "",
+        }
+    if environ.get("ANTHROPIC_API_KEY"):
+        backends["anthropic"] = {
+            "kind": "anthropic",
+            "base_url": environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            "api_key": "env:ANTHROPIC_API_KEY",
+        }
+    if not backends:
+        return {"backends": {"demo": {"kind": "demo"}}}
+    doc: dict[str, Any] = {"backends": backends}
+    big, small = environ.get("BIG_MODEL"), environ.get("SMALL_MODEL")
+    if "openai" in backends and (big or small):
+        # anyllm_proxy's simple mode: haiku-class requests to SMALL_MODEL, the rest to BIG_MODEL.
+        rest = [{"backend": "anthropic"}] if "anthropic" in backends else []
+        doc["chains"] = {
+            "default": [{"backend": "openai", "model": big}, *rest]
+            if big
+            else [{"backend": "openai"}, *rest],
+            "small": [{"backend": "openai", "model": small or big}, *rest],
+        }
+        doc["routes"] = [{"match": "*haiku*", "chain": "small"}]
+    return doc
+
+
+def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load from ``path`` (or ``ANYLLM_CONFIG``), else from the environment alone."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("ANYLLM_CONFIG") or None
+    if path is None:
+        return build_config(config_from_environment(env), "environment", env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return build_config(data, path, env)
+
+
+def parse_address(value: str, what: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"server.{what}: expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
