@@ -24,6 +24,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from sidecar.backends.settings import BackendSettings
 from sidecar.engine.policy import Chain, Policy, Routes, Target
 
 
@@ -43,24 +44,6 @@ class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class BackendConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    kind: Literal["openai", "anthropic", "demo"]
-    base_url: str = ""
-    api_key: str = ""
-    headers: dict[str, str] = {}
-    max_connections: int = 100
-    # OpenAI-compatible dialect switches (driven by config rather than guessed from names).
-    max_completion_tokens: bool = False  # send max_completion_tokens (o-series) not max_tokens
-    system_role: Literal["system", "developer"] = "system"
-    drop_sampling: bool = False  # drop temperature / top_p for models that reject them
-    supports_top_k: bool = False  # pass top_k (vLLM accepts it)
-    stream_usage: bool = True  # ask for usage in streams (stream_options.include_usage)
-    anthropic_version: str = "2023-06-01"  # sent when the caller sent none
-
-    def __repr__(self) -> str:  # never print the key
-        return f"BackendConfig(kind={self.kind!r}, base_url={self.base_url!r})"
-
-
 class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     targets: list[Target]
     policy: dict[str, Any] = {}
@@ -75,7 +58,7 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
     policy: dict[str, Any] = {}
-    backends: dict[str, BackendConfig] = {}
+    backends: dict[str, BackendSettings] = {}
     chains: dict[str, list[Target] | ChainSpec] = {}
     routes: list[Route] = []
 
@@ -84,10 +67,13 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Config:
     server: ServerConfig
     log: LogConfig
-    backends: dict[str, BackendConfig]
+    backends: dict[str, BackendSettings]
     routes: Routes
     source: str  # where it came from, for the start-up log
     demo: bool = False  # True when no real upstream is configured
+
+    def with_server(self, server: ServerConfig) -> Config:
+        return dataclasses.replace(self, server=server)
 
 
 _ENV_PREFIXES = ("env:", "os.environ/")

@@ -20,7 +20,6 @@ DEFAULT_MOVE_ON = (408, 429, 500, 502, 503, 504, 529)
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout: float = 120.0  # overall budget of one request, seconds
     attempt_timeout: float = 120.0  # one attempt, sending to the last byte
-    connect_timeout: float = 10.0
     ttft_timeout: float = 20.0  # sending the request to the first content event
     idle_timeout: float = 30.0  # the longest gap between two stream events
     move_on: tuple[int, ...] = DEFAULT_MOVE_ON  # upstream statuses that move to the next target
@@ -29,7 +28,6 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for name in (
             "timeout",
             "attempt_timeout",
-            "connect_timeout",
             "ttft_timeout",
             "idle_timeout",
         ):

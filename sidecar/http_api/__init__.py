@@ -1,1 +1,1 @@
-
+"""The HTTP surface (Anthropic Messages API over ASGI)."""

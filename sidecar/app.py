@@ -1,0 +1,132 @@
+"""The composition root: build everything from the configuration, run it, shut it down.
+
+One event loop (uvloop) hosts the grpc.aio server and the uvicorn HTTP server; both get the
+same ``Engine``, which gets the backends. This module is the one owner of signals: uvicorn's
+own handlers are switched off. The first SIGTERM/SIGINT starts a drain: readiness goes false
+on both surfaces (``/readyz`` 503, gRPC health NOT_SERVING), the listeners stop accepting,
+in-flight requests and streams get ``server.grace`` seconds to finish, then the process exits
+0. A second signal cuts the grace short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+
+import uvicorn
+
+from sidecar.backends import build_backend
+from sidecar.config import Config, parse_address
+from sidecar.engine.engine import Engine
+from sidecar.grpc_api.server import start_grpc_server
+from sidecar.http_api.app import HttpApi
+from sidecar.logs import log
+
+
+class Lifecycle:
+    """Readiness shared by both surfaces."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+
+class _HttpServer(uvicorn.Server):
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        # Signals belong to the composition root, not to one of the two servers.
+        return contextlib.nullcontext()
+
+
+def _bind(address: str) -> socket.socket:
+    host, port = parse_address(address, "http")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(config: Config) -> int:
+    """Run the sidecar until a signal; returns the process exit code."""
+    loop = asyncio.get_running_loop()
+    backends = {name: build_backend(name, s) for name, s in config.backends.items()}
+    engine = Engine(backends=backends, routes=config.routes)
+    lifecycle = Lifecycle()
+    if config.demo:
+        log(
+            "demo_mode",
+            level=30,
+            message="no real upstream is configured: answering from the built-in demo backend. "
+            "Set OPENAI_API_KEY / OPENAI_BASE_URL / ANTHROPIC_API_KEY or pass --config.",
+        )
+
+    grpc_server, grpc_port, health = await start_grpc_server(
+        engine, config.server.grpc, max_message_bytes=config.server.max_message_bytes
+    )
+    sock = _bind(config.server.http)
+    http_api = HttpApi(engine, readiness=lifecycle, max_body_bytes=config.server.max_body_bytes)
+    http_server = _HttpServer(
+        uvicorn.Config(
+            http_api,
+            lifespan="off",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(config.server.grace) or 1,
+            timeout_keep_alive=30,
+        )
+    )
+    http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+    while not http_server.started:
+        if http_task.done():
+            await http_task
+            return 1
+        await asyncio.sleep(0.01)
+
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log("draining", signal=signal.Signals(signum).name, grace_seconds=config.server.grace)
+            stop.set()
+        else:
+            log("forced_stop", signal=signal.Signals(signum).name)
+            http_server.force_exit = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    lifecycle.ready = True
+    grpc_host = config.server.grpc.rpartition(":")[0]
+    log(
+        "ready",
+        http=_address(sock),
+        grpc=f"{grpc_host}:{grpc_port}",
+        config=config.source,
+        backends={name: b.kind for name, b in backends.items()},
+        chains=engine.model_names(),
+    )
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
+
+    # Drain: not ready first, then stop accepting and let in-flight work finish.
+    lifecycle.ready = False
+    await health.enter_graceful_shutdown()
+    http_server.should_exit = True
+    await asyncio.gather(grpc_server.stop(config.server.grace), http_task, return_exceptions=True)
+    for backend in backends.values():
+        await backend.aclose()
+    waiter.cancel()
+    log("stopped")
+    return 0

@@ -1,0 +1,163 @@
+"""The native Anthropic backend: no translation, the request and the stream relayed as they are.
+
+A request that came over HTTP is sent upstream as the caller's own bytes (only ``model`` is
+rewritten when the chain names another upstream model), so fields this sidecar does not know
+still reach Anthropic. The caller's ``anthropic-version`` and ``anthropic-beta`` pass through;
+the key is the configured one, never the caller's. Stream frames are decoded into our event
+types so the engine can see the commit point and errors; event types we do not know are
+skipped rather than failing the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import msgspec
+import orjson
+
+from sidecar.errors import FailureKind, UpstreamError
+from sidecar.model import (
+    Call,
+    CountTokensRequest,
+    ErrorEvent,
+    Message,
+    MessageStop,
+    StreamEvent,
+    TokenCount,
+    event_decoder,
+    json_encoder,
+    message_decoder,
+)
+from sidecar.translate.upstream_errors import error_from_anthropic
+
+from .http import make_client, post_json, post_sse
+from .settings import BackendSettings
+
+_KNOWN_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+        "error",
+    }
+)
+
+
+class AnthropicBackend:
+    kind = "anthropic"
+
+    def __init__(self, name: str, config: BackendSettings) -> None:
+        self.name = name
+        headers = {"content-type": "application/json", **config.headers}
+        if config.api_key:
+            headers["x-api-key"] = config.api_key
+        self._version = config.anthropic_version
+        self._client = make_client(
+            config.base_url,
+            connect_timeout=config.connect_timeout,
+            max_connections=config.max_connections,
+            headers=headers,
+        )
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        headers = {"anthropic-version": self._version, "x-request-id": call.request_id}
+        headers.update(call.passthrough_headers)
+        return headers
+
+    @staticmethod
+    def _body(call: Call, model: str, *, stream: bool) -> bytes:
+        if call.raw_body is not None:
+            if model == call.request.model and bool(call.request.stream) == stream:
+                return call.raw_body
+            doc = orjson.loads(call.raw_body)
+            doc["model"] = model
+            doc["stream"] = stream
+            return orjson.dumps(doc)
+        request = msgspec.structs.replace(call.request, model=model, stream=stream or None)
+        return json_encoder.encode(request)
+
+    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+        content = await post_json(
+            self._client,
+            self.name,
+            "/v1/messages",
+            self._body(call, model, stream=False),
+            self._headers(call),
+            error_from_anthropic,
+        )
+        try:
+            return message_decoder.decode(content)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(
+                f"{self.name}: unreadable message: {exc}",
+                kind=FailureKind.INVALID_RESPONSE,
+                backend=self.name,
+            ) from None
+
+    async def stream(
+        self, call: Call, model: str, notes: list[str]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        frames = post_sse(
+            self._client,
+            self.name,
+            "/v1/messages",
+            self._body(call, model, stream=True),
+            self._headers(call),
+            error_from_anthropic,
+        )
+        try:
+            async for frame in frames:
+                if frame is None:
+                    raise UpstreamError(
+                        f"{self.name}: the stream ended without message_stop",
+                        kind=FailureKind.INCOMPLETE,
+                        backend=self.name,
+                    )
+                if frame.event is not None and frame.event not in _KNOWN_EVENTS:
+                    continue
+                try:
+                    event = event_decoder.decode(frame.data)
+                except msgspec.DecodeError as exc:
+                    raise UpstreamError(
+                        f"{self.name}: unreadable stream event: {exc}",
+                        kind=FailureKind.INVALID_RESPONSE,
+                        backend=self.name,
+                    ) from None
+                if isinstance(event, ErrorEvent):
+                    raise UpstreamError(
+                        f"{self.name}: {event.error.message}",
+                        kind=FailureKind.STREAM_ERROR,
+                        backend=self.name,
+                        error_type=event.error.type,
+                    )
+                yield event
+                if isinstance(event, MessageStop):
+                    return
+        finally:
+            await frames.aclose()
+
+    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
+        body = json_encoder.encode(msgspec.structs.replace(request, model=model))
+        content = await post_json(
+            self._client,
+            self.name,
+            "/v1/messages/count_tokens",
+            body,
+            {"anthropic-version": self._version},
+            error_from_anthropic,
+        )
+        try:
+            return TokenCount(input_tokens=int(orjson.loads(content)["input_tokens"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(
+                f"{self.name}: unreadable token count",
+                kind=FailureKind.INVALID_RESPONSE,
+                backend=self.name,
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,107 @@
+"""The OpenAI-compatible Chat Completions backend (OpenAI, Azure, vLLM, Ollama, LM Studio...).
+
+Each attempt builds a fresh request body with ``translate.openai_request`` (so a retry or a
+fallback never reuses another attempt's state), POSTs it to ``{base_url}/chat/completions`` with
+the configured key, and turns the answer back into Anthropic shapes: a whole ``Message`` via
+``translate.openai_response``, or stream events via a fresh ``OpenAIStreamTranslator`` fed one
+SSE frame at a time. Token counting is an estimate: Chat Completions has no counting endpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+
+import orjson
+
+from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
+from sidecar.translate.openai_response import from_openai_response
+from sidecar.translate.openai_stream import OpenAIStreamTranslator
+from sidecar.translate.tokens import estimate_input_tokens
+from sidecar.translate.upstream_errors import error_from_openai
+
+from .http import make_client, post_json, post_sse
+from .settings import BackendSettings
+
+
+def new_message_id() -> str:
+    return "msg_" + uuid.uuid4().hex[:24]
+
+
+class OpenAIBackend:
+    kind = "openai"
+
+    def __init__(self, name: str, config: BackendSettings) -> None:
+        self.name = name
+        headers = {"content-type": "application/json", **config.headers}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._client = make_client(
+            config.base_url,
+            connect_timeout=config.connect_timeout,
+            max_connections=config.max_connections,
+            headers=headers,
+        )
+        self._options = OpenAIOptions(
+            use_max_completion_tokens=config.max_completion_tokens,
+            system_role=config.system_role,
+            drop_sampling=config.drop_sampling,
+            supports_top_k=config.supports_top_k,
+            stream_usage=config.stream_usage,
+        )
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        return {"x-request-id": call.request_id}
+
+    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+        body = to_openai_request(
+            call.request, model, stream=False, options=self._options, notes=notes
+        )
+        content = await post_json(
+            self._client,
+            self.name,
+            "/chat/completions",
+            orjson.dumps(body),
+            self._headers(call),
+            error_from_openai,
+        )
+        return from_openai_response(
+            content, message_id=new_message_id(), model=call.request.model, notes=notes
+        )
+
+    async def stream(
+        self, call: Call, model: str, notes: list[str]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        body = to_openai_request(
+            call.request, model, stream=True, options=self._options, notes=notes
+        )
+        translator = OpenAIStreamTranslator(
+            message_id=new_message_id(),
+            model=call.request.model,
+            input_tokens=estimate_input_tokens(call.request),
+        )
+        frames = post_sse(
+            self._client,
+            self.name,
+            "/chat/completions",
+            orjson.dumps(body),
+            self._headers(call),
+            error_from_openai,
+        )
+        try:
+            async for frame in frames:
+                if frame is None:
+                    for event in translator.finish():
+                        yield event
+                    return
+                for event in translator.feed(frame.data.encode()):
+                    yield event
+        finally:
+            await frames.aclose()
+
+    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
+        return TokenCount(input_tokens=estimate_input_tokens(request), estimated=True)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

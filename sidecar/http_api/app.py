@@ -1,0 +1,331 @@
+"""The HTTP surface: the Anthropic Messages API as a plain ASGI application.
+
+Each handler is parse → engine → render. The body is read once (capped), decoded and validated
+by msgspec straight into the internal types, handed to the engine, and the answer encoded
+back: a JSON ``message``, or SSE with the exact Anthropic event names. Errors are the Anthropic
+error body with the Anthropic status codes; the engine's outcome (answering backend, attempts,
+degradations, exhausted) goes out as ``x-anyllm-*`` headers.
+
+While a request runs, a watcher task waits for the client to go away and cancels the handler
+when it does, which cancels the upstream request at once (the engine and backends close their
+streams in ``finally``). No framework: routing is a dict lookup on (method, path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+import msgspec
+
+from sidecar.engine.engine import Engine
+from sidecar.errors import (
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    RequestTooLargeError,
+    SidecarError,
+)
+from sidecar.model import Call, count_tokens_decoder, json_encoder, request_decoder
+
+from .sse import encode_error_event, encode_events
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_PASSTHROUGH = (b"anthropic-version", b"anthropic-beta")
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
+
+
+class Readiness(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+
+class _Finished:
+    """``done`` once the final byte is handed to the server, so a late disconnect is no cancel;
+    ``gone`` when the client left and the handler was cancelled for it."""
+
+    __slots__ = ("done", "gone")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.gone = False
+
+
+def describe_decode_error(exc: msgspec.DecodeError) -> tuple[str, str | None]:
+    """A message that names the field, and the field path, from a msgspec error."""
+    text = str(exc)
+    match = _MSGSPEC_PATH.match(text)
+    if match is None:
+        if isinstance(exc, msgspec.ValidationError):
+            return f"Invalid request: {text}", None
+        return f"The request body is not valid JSON: {text}", None
+    problem, path = match.group(1), match.group(2)
+    return f"{path}: {problem}", path
+
+
+def error_body(error: SidecarError, request_id: str) -> bytes:
+    return json_encoder.encode(
+        {
+            "type": "error",
+            "error": {"type": error.error_type, "message": error.message},
+            "request_id": request_id,
+        }
+    )
+
+
+class HttpApi:
+    def __init__(self, engine: Engine, *, readiness: Readiness, max_body_bytes: int) -> None:
+        self._engine = engine
+        self._readiness = readiness
+        self._max_body = max_body_bytes
+        self._routes: dict[tuple[str, str], Callable[[Scope, Receive, Send, str], Awaitable[None]]]
+        self._routes = {
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/healthz"): self._healthz,
+            ("GET", "/readyz"): self._readyz,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; websockets are not served
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        path: str = scope["path"].rstrip("/") or "/"
+        handler = self._routes.get((scope["method"], path))
+        try:
+            if handler is None:
+                if path.startswith("/v1/models/") and scope["method"] == "GET":
+                    await self._model(scope, send, request_id, path.removeprefix("/v1/models/"))
+                    return
+                if any(p == path for _, p in self._routes):
+                    raise InvalidRequestError(f"method {scope['method']} is not allowed on {path}")
+                raise _not_found(path)
+            await handler(scope, receive, send, request_id)
+        except SidecarError as exc:
+            await _send_error(send, exc, request_id)
+
+    # ------------------------------------------------------------------ messages
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise RequestTooLargeError(
+                    f"request body is larger than the limit of {self._max_body} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _call(self, scope: Scope, body: bytes, request_id: str) -> Call:
+        try:
+            request = request_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            message, field = describe_decode_error(exc)
+            raise InvalidRequestError(message, field=field) from None
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        passthrough = tuple(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in headers
+            if name in _PASSTHROUGH
+        )
+        chain = _header(scope, b"x-anyllm-chain")
+        deadline = None
+        timeout = _header(scope, b"x-anyllm-timeout")
+        if timeout is not None:
+            try:
+                seconds = float(timeout)
+            except ValueError:
+                seconds = -1.0
+            if not seconds > 0:
+                raise InvalidRequestError(
+                    f"x-anyllm-timeout: expected a positive number of seconds, got {timeout!r}",
+                    field="x-anyllm-timeout",
+                )
+            deadline = asyncio.get_running_loop().time() + seconds
+        return Call(
+            request=request,
+            request_id=request_id,
+            chain=chain,
+            deadline=deadline,
+            passthrough_headers=passthrough,
+            raw_body=body,
+        )
+
+    async def _messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        body = await self._read_body(receive)
+        call = self._call(scope, body, request_id)
+        finished = _Finished()
+        watcher = _watch_disconnect(receive, finished)
+        try:
+            if call.request.stream:
+                await self._stream(call, send, finished)
+            else:
+                message, outcome = await self._engine.create(call)
+                finished.done = True
+                await _send_json(send, 200, json_encoder.encode(message), outcome.metadata())
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not finished.gone or task is None:
+                raise
+            task.uncancel()  # the client left: the upstream work is cancelled, nothing to send
+        finally:
+            watcher.cancel()
+
+    async def _stream(self, call: Call, send: Send, finished: _Finished) -> None:
+        stream = await self._engine.open_stream(call)
+        try:
+            headers = _SSE_HEADERS + _encode_headers(stream.outcome.metadata())
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            try:
+                async for event in stream:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": encode_events((event,)),
+                            "more_body": True,
+                        }
+                    )
+            except SidecarError as exc:
+                # After the commit point nothing is retried: say so in-band, never end quietly.
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": encode_error_event(exc),
+                        "more_body": True,
+                    }
+                )
+            except Exception as exc:  # a bug of ours must still end the stream explicitly
+                error = InternalError(f"internal error: {type(exc).__name__}")
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": encode_error_event(error),
+                        "more_body": True,
+                    }
+                )
+            finished.done = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await stream.aclose()
+
+    async def _count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        body = await self._read_body(receive)
+        try:
+            request = count_tokens_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            message, field = describe_decode_error(exc)
+            raise InvalidRequestError(message, field=field) from None
+        count, outcome = await self._engine.count_tokens(
+            request, chain=_header(scope, b"x-anyllm-chain"), request_id=request_id
+        )
+        metadata = outcome.metadata()
+        metadata.append(("x-anyllm-token-count", "estimated" if count.estimated else "exact"))
+        await _send_json(
+            send, 200, json_encoder.encode({"input_tokens": count.input_tokens}), metadata
+        )
+
+    # ------------------------------------------------------------------ models, health
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        names = self._engine.model_names()
+        data = [_model_entry(name) for name in names]
+        body = {
+            "data": data,
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }
+        await _send_json(send, 200, json_encoder.encode(body), [("request-id", request_id)])
+
+    async def _model(self, scope: Scope, send: Send, request_id: str, name: str) -> None:
+        if name not in self._engine.model_names():
+            raise NotFoundError(f"model: {name!r} is not a configured model or chain")
+        await _send_json(send, 200, json_encoder.encode(_model_entry(name)), [])
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        await _send_json(send, 200, b'{"status":"ok"}', [])
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        if self._readiness.ready:
+            await _send_json(send, 200, b'{"status":"ready"}', [])
+        else:
+            await _send_json(send, 503, b'{"status":"draining"}', [])
+
+
+def _not_found(path: str) -> SidecarError:
+    return NotFoundError(f"no such endpoint: {path}")
+
+
+def _model_entry(name: str) -> dict[str, str]:
+    return {
+        "type": "model",
+        "id": name,
+        "display_name": name,
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _encode_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+    for key, value in pairs:
+        if key == "x-request-id":
+            out.append((b"request-id", value.encode("latin-1")))
+    return out
+
+
+async def _send_json(send: Send, status: int, body: bytes, metadata: list[tuple[str, str]]) -> None:
+    headers = [_JSON, *_encode_headers(metadata)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, error: SidecarError, request_id: str) -> None:
+    metadata = error.metadata or [("x-request-id", request_id)]
+    if error.retry_after is not None:
+        metadata = [*metadata, ("retry-after", str(max(1, round(error.retry_after))))]
+    await _send_json(send, error.http_status, error_body(error, request_id), metadata)
+
+
+def _watch_disconnect(receive: Receive, finished: _Finished) -> asyncio.Task[None]:
+    handler = asyncio.current_task()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not finished.done and handler is not None:
+                    finished.gone = True
+                    handler.cancel()
+                return
+
+    return asyncio.create_task(watch())
