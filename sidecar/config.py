@@ -58,8 +58,8 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
     policy: dict[str, Any] = {}
-    backends: dict[str, BackendSettings] = {}
-    chains: dict[str, list[Target] | ChainSpec] = {}
+    backends: dict[str, dict[str, Any]] = {}
+    chains: dict[str, list[Target] | ChainSpec | Any] = {}
     routes: list[Route] = []
 
 
@@ -96,13 +96,13 @@ def _resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
     return value
 
 
-def _msgspec_path(err: msgspec.ValidationError) -> str:
-    # msgspec says "... - at `$.backends.primary.kind`"; turn that into a plain path.
+def _msgspec_path(err: msgspec.ValidationError) -> tuple[str, str]:
+    """msgspec says "... - at `$.backends.primary.kind`": the path and the problem, apart."""
     text = str(err)
-    match = re.search(r" - at `\$\.?(.*)`$", text)
+    match = re.search(r" - at `\$(.*)`$", text)
     if match is None:
-        return text
-    return f"{match.group(1) or '(top level)'}: {text[: match.start()]}"
+        return "", text
+    return match.group(1), text[: match.start()]
 
 
 def build_config(data: Any, source: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -117,12 +117,18 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_msgspec_path(exc)}") from None
+        path, problem = _msgspec_path(exc)
+        raise ConfigError(f"{source}: {path.lstrip('.') or '(top level)'}: {problem}") from None
 
     base_policy = _policy(raw.policy, f"{source}: policy")
     if not raw.backends:
         raise ConfigError(f"{source}: backends: at least one backend is required")
-    for name, backend in raw.backends.items():
+    # Converted one by one so that an error names the entry (msgspec says `[...]` for dict keys).
+    backends = {
+        name: _convert(doc, BackendSettings, f"{source}: backends.{name}")
+        for name, doc in raw.backends.items()
+    }
+    for name, backend in backends.items():
         if backend.kind != "demo" and not backend.base_url:
             raise ConfigError(
                 f"{source}: backends.{name}.base_url: required for kind {backend.kind}"
@@ -132,14 +138,15 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
 
     chains: dict[str, Chain] = {}
     specs = raw.chains or {"default": [Target(backend=name) for name in raw.backends]}
-    for name, spec in specs.items():
+    for name, doc in specs.items():
+        spec = _convert(doc, list[Target] | ChainSpec, f"{source}: chains.{name}")
         targets = spec.targets if isinstance(spec, ChainSpec) else spec
         overrides = spec.policy if isinstance(spec, ChainSpec) else {}
         if not targets:
             raise ConfigError(f"{source}: chains.{name}: a chain needs at least one target")
         for i, target in enumerate(targets):
-            if target.backend not in raw.backends:
-                known = ", ".join(sorted(raw.backends))
+            if target.backend not in backends:
+                known = ", ".join(sorted(backends))
                 raise ConfigError(
                     f"{source}: chains.{name}[{i}].backend: unknown backend "
                     f"{target.backend!r} (configured: {known})"
@@ -155,11 +162,11 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         if route.chain not in chains:
             raise ConfigError(f"{source}: routes[{i}].chain: unknown chain {route.chain!r}")
 
-    demo = all(b.kind == "demo" for b in raw.backends.values())
+    demo = all(b.kind == "demo" for b in backends.values())
     return Config(
         server=raw.server,
         log=raw.log,
-        backends=dict(raw.backends),
+        backends=backends,
         routes=Routes([(r.match, r.chain) for r in raw.routes], chains),
         source=source,
         demo=demo,
@@ -167,10 +174,16 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
 
 
 def _policy(data: dict[str, Any], where: str) -> Policy:
+    policy: Policy = _convert(data, Policy, where)
+    return policy
+
+
+def _convert(data: Any, into: Any, where: str) -> Any:
     try:
-        return msgspec.convert(data, Policy)
+        return msgspec.convert(data, into)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}.{_msgspec_path(exc)}") from None
+        path, problem = _msgspec_path(exc)
+        raise ConfigError(f"{where}{path}: {problem}") from None
 
 
 def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

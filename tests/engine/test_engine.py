@@ -1,0 +1,326 @@
+"""The fallback loop with scripted fake backends: which failures move on, which stop, what the
+outcome says, and the streaming commit point."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import pytest
+
+from sidecar.engine.engine import Engine
+from sidecar.engine.policy import Chain, Policy, Routes, Target
+from sidecar.errors import (
+    ChainExhaustedError,
+    DeadlineExceededError,
+    FailureKind,
+    InvalidRequestError,
+    SidecarError,
+    UpstreamError,
+)
+from sidecar.model import (
+    Call,
+    ContentBlockDelta,
+    ContentBlockStart,
+    ContentBlockStop,
+    CountTokensRequest,
+    InputMessage,
+    Message,
+    MessageDelta,
+    MessageDeltaBody,
+    MessageDeltaUsage,
+    MessagesRequest,
+    MessageStart,
+    MessageStop,
+    StreamEvent,
+    TextBlock,
+    TextDelta,
+    TokenCount,
+)
+
+Step = str | UpstreamError  # "ok", "hang", "stall_after_start", "cut_after_content" or an error
+
+
+def _message(text: str) -> Message:
+    return Message(id="msg_1", model="m", content=[TextBlock(text=text)], stop_reason="end_turn")
+
+
+@dataclass
+class FakeBackend:
+    name: str
+    steps: list[Step]
+    kind: str = "fake"
+    calls: int = 0
+    closed: int = 0
+    models: list[str] = field(default_factory=list)
+
+    def _next(self) -> Step:
+        self.calls += 1
+        return self.steps.pop(0) if self.steps else "ok"
+
+    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+        self.models.append(model)
+        step = self._next()
+        if isinstance(step, UpstreamError):
+            raise step
+        if step == "hang":
+            await asyncio.sleep(3600)
+        notes.append(f"note-{self.name}")
+        return _message(f"from {self.name}")
+
+    async def stream(
+        self, call: Call, model: str, notes: list[str]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        step = self._next()
+        try:
+            if isinstance(step, UpstreamError):
+                raise step
+            yield MessageStart(message=Message(id="msg_1", model="m", content=[]))
+            yield ContentBlockStart(index=0, content_block=TextBlock(text=""))
+            if step == "stall_after_start":
+                await asyncio.sleep(3600)
+            yield ContentBlockDelta(index=0, delta=TextDelta(text=f"from {self.name}"))
+            if step == "cut_after_content":
+                raise UpstreamError("cut", kind=FailureKind.INCOMPLETE, backend=self.name)
+            if step == "stall_after_content":
+                await asyncio.sleep(3600)
+            yield ContentBlockStop(index=0)
+            yield MessageDelta(
+                delta=MessageDeltaBody(stop_reason="end_turn"),
+                usage=MessageDeltaUsage(output_tokens=2),
+            )
+            yield MessageStop()
+        finally:
+            self.closed += 1
+
+    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
+        step = self._next()
+        if isinstance(step, UpstreamError):
+            raise step
+        return TokenCount(input_tokens=7, estimated=self.name == "b")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def status(code: int) -> UpstreamError:
+    return UpstreamError(f"upstream said {code}", kind=FailureKind.STATUS, status=code)
+
+
+def kind(k: FailureKind) -> UpstreamError:
+    return UpstreamError(f"failed: {k.value}", kind=k)
+
+
+def make_engine(
+    a: list[Step], b: list[Step], policy: Policy | None = None
+) -> tuple[Engine, FakeBackend, FakeBackend]:
+    fa, fb = FakeBackend("a", a), FakeBackend("b", b)
+    pol = policy or Policy()
+    chains = {
+        "default": Chain(
+            name="default",
+            targets=(Target(backend="a", model="up-a"), Target(backend="b")),
+            policy=pol,
+        ),
+        "only-b": Chain(name="only-b", targets=(Target(backend="b"),), policy=pol),
+    }
+    routes = Routes([("*haiku*", "only-b")], chains)
+    return Engine(backends={"a": fa, "b": fb}, routes=routes), fa, fb
+
+
+def call(model: str = "claude-x", chain: str | None = None, deadline: float | None = None) -> Call:
+    request = MessagesRequest(
+        model=model, max_tokens=10, messages=[InputMessage(role="user", content="hi")]
+    )
+    return Call(request=request, request_id="req-1", chain=chain, deadline=deadline)
+
+
+MOVE_ON = [
+    pytest.param(status(429), id="429"),
+    pytest.param(status(500), id="500"),
+    pytest.param(status(502), id="502"),
+    pytest.param(status(503), id="503"),
+    pytest.param(status(504), id="504"),
+    pytest.param(status(529), id="529"),
+    pytest.param(status(408), id="408"),
+    pytest.param(kind(FailureKind.CONNECT), id="connect"),
+    pytest.param(kind(FailureKind.CONNECT_TIMEOUT), id="connect-timeout"),
+    pytest.param(kind(FailureKind.READ_TIMEOUT), id="read-timeout"),
+    pytest.param(kind(FailureKind.INCOMPLETE), id="incomplete"),
+    pytest.param(kind(FailureKind.STREAM_ERROR), id="stream-error"),
+    pytest.param(kind(FailureKind.INVALID_RESPONSE), id="invalid-response"),
+]
+STOP = [
+    pytest.param(status(400), "invalid_request_error", id="400"),
+    pytest.param(status(401), "authentication_error", id="401"),
+    pytest.param(status(403), "permission_error", id="403"),
+    pytest.param(status(404), "not_found_error", id="404"),
+    pytest.param(status(413), "request_too_large", id="413"),
+    pytest.param(status(422), "invalid_request_error", id="422"),
+]
+
+
+@pytest.mark.parametrize("error", MOVE_ON)
+async def test_create_moves_on(error: UpstreamError) -> None:
+    engine, a, b = make_engine([error], [])
+    message, outcome = await engine.create(call())
+    assert message.content == [TextBlock(text="from b")]
+    assert (a.calls, b.calls) == (1, 1)
+    assert outcome.answered_by == "b"
+    assert [x.outcome for x in outcome.attempts] == [error.kind.value, "ok"]
+    assert dict(outcome.metadata())["x-anyllm-attempts"] == "2"
+    assert outcome.degradations == ["note-b"]  # only the answering attempt's notes
+
+
+@pytest.mark.parametrize(("error", "error_type"), STOP)
+async def test_create_stops(error: UpstreamError, error_type: str) -> None:
+    engine, a, b = make_engine([error], [])
+    with pytest.raises(UpstreamError) as info:
+        await engine.create(call())
+    assert info.value.error_type == error_type
+    assert b.calls == 0
+    meta = dict(info.value.metadata)
+    assert meta["x-anyllm-attempts"] == "1"
+    assert "x-anyllm-fallback-exhausted" not in meta
+
+
+async def test_exhausted_chain_raises_last_error_marked() -> None:
+    engine, _, _ = make_engine([status(503)], [status(429)])
+    with pytest.raises(ChainExhaustedError) as info:
+        await engine.create(call())
+    assert info.value.error_type == "rate_limit_error"
+    assert info.value.http_status == 429
+    meta = dict(info.value.metadata)
+    assert meta["x-anyllm-fallback-exhausted"] == "true"
+    assert meta["x-anyllm-attempts"] == "2"
+
+
+async def test_target_model_and_request_model() -> None:
+    engine, a, b = make_engine([status(500)], [])
+    await engine.create(call(model="claude-sonnet"))
+    assert a.models == ["up-a"]  # the target names its upstream model
+    assert b.models == ["claude-sonnet"]  # no model on the target: the request's own
+
+
+async def test_routing_by_glob_and_by_header() -> None:
+    engine, a, b = make_engine([], [])
+    _, outcome = await engine.create(call(model="claude-3-5-haiku-latest"))
+    assert (outcome.chain, a.calls, b.calls) == ("only-b", 0, 1)
+    _, outcome = await engine.create(call(chain="only-b"))
+    assert outcome.chain == "only-b"
+    with pytest.raises(InvalidRequestError, match="x-anyllm-chain: unknown chain 'nope'"):
+        await engine.create(call(chain="nope"))
+
+
+async def test_attempt_timeout_moves_on() -> None:
+    engine, a, b = make_engine(["hang"], [], Policy(attempt_timeout=0.05))
+    message, outcome = await engine.create(call())
+    assert message.content == [TextBlock(text="from b")]
+    assert outcome.attempts[0].outcome == "read_timeout"
+
+
+async def test_overall_deadline_stops_with_timeout_error() -> None:
+    engine, a, b = make_engine(["hang"], [], Policy(timeout=0.05))
+    with pytest.raises(DeadlineExceededError):
+        await engine.create(call())
+    assert b.calls == 0
+
+
+async def test_invalid_request_never_reaches_a_backend() -> None:
+    engine, a, b = make_engine([], [])
+    bad = MessagesRequest(
+        model="m", max_tokens=0, messages=[InputMessage(role="user", content="x")]
+    )
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        await engine.create(Call(request=bad, request_id="r"))
+    assert a.calls == b.calls == 0
+
+
+async def collect(engine: Engine, c: Call) -> tuple[list[StreamEvent], SidecarError | None]:
+    stream = await engine.open_stream(c)
+    events: list[StreamEvent] = []
+    try:
+        async for event in stream:
+            events.append(event)
+    except SidecarError as exc:
+        return events, exc
+    finally:
+        await stream.aclose()
+    return events, None
+
+
+@pytest.mark.parametrize("error", MOVE_ON)
+async def test_stream_falls_back_before_commit(error: UpstreamError) -> None:
+    engine, a, b = make_engine([error], [])
+    events, failure = await collect(engine, call())
+    assert failure is None
+    assert isinstance(events[0], MessageStart)
+    assert isinstance(events[-1], MessageStop)
+    texts = [e.delta.text for e in events if isinstance(e, ContentBlockDelta)]
+    assert texts == ["from b"]
+    assert a.closed == 1
+
+
+async def test_stream_ttft_timeout_falls_back_invisibly() -> None:
+    engine, a, b = make_engine(["stall_after_start"], [], Policy(ttft_timeout=0.05))
+    stream = await engine.open_stream(call())
+    events = [e async for e in stream]
+    await stream.aclose()
+    # message_start of the stalled attempt was held back: exactly one reaches the caller.
+    assert sum(isinstance(e, MessageStart) for e in events) == 1
+    assert stream.outcome.answered_by == "b"
+    assert stream.outcome.attempts[0].outcome == "ttft_timeout"
+    assert a.closed == 1
+
+
+async def test_stream_failure_after_commit_is_raised_not_retried() -> None:
+    engine, a, b = make_engine(["cut_after_content"], [])
+    events, failure = await collect(engine, call())
+    assert isinstance(failure, UpstreamError)
+    assert failure.kind is FailureKind.INCOMPLETE
+    assert b.calls == 0
+    assert not any(isinstance(e, MessageStop) for e in events)
+    assert dict(failure.metadata)["x-anyllm-backend"] == "a"
+
+
+async def test_stream_idle_timeout_after_commit() -> None:
+    engine, a, b = make_engine(["stall_after_content"], [], Policy(idle_timeout=0.05))
+    events, failure = await collect(engine, call())
+    assert isinstance(failure, UpstreamError)
+    assert failure.kind is FailureKind.IDLE_TIMEOUT
+    assert a.closed == 1
+
+
+async def test_stream_exhausted() -> None:
+    engine, a, b = make_engine([status(500)], [status(502)])
+    with pytest.raises(ChainExhaustedError) as info:
+        await engine.open_stream(call())
+    assert dict(info.value.metadata)["x-anyllm-fallback-exhausted"] == "true"
+    assert a.closed == b.closed == 1
+
+
+async def test_stream_cancelled_by_caller_closes_upstream() -> None:
+    engine, a, b = make_engine(["stall_after_content"], [])
+    stream = await engine.open_stream(call())
+
+    async def consume() -> None:
+        async for _ in stream:
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await stream.aclose()
+    assert a.closed == 1
+
+
+async def test_count_tokens_falls_back_and_marks_estimates() -> None:
+    engine, a, b = make_engine([status(503)], [])
+    request = CountTokensRequest(model="m", messages=[InputMessage(role="user", content="x")])
+    count, outcome = await engine.count_tokens(request, chain=None, request_id="r")
+    assert count.input_tokens == 7
+    assert outcome.answered_by == "b"
+    assert "count_tokens.estimated" in outcome.degradations

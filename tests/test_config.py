@@ -1,0 +1,137 @@
+"""Configuration: the documented shape loads; every mistake names the file, path and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.config import ConfigError, build_config, load_config
+
+GOOD = """
+server: {http: "127.0.0.1:8080", grpc: "127.0.0.1:50051"}
+policy: {timeout: 60, ttft_timeout: 5}
+backends:
+  primary:   {kind: openai, base_url: "http://127.0.0.1:9001/v1", api_key: "env:PRIMARY_KEY"}
+  secondary: {kind: anthropic, base_url: "https://api.anthropic.com", api_key: "os.environ/ANT"}
+chains:
+  default:
+    - {backend: primary, model: gpt-4o}
+    - {backend: secondary}
+  batch:
+    targets: [{backend: primary}]
+    policy: {ttft_timeout: 60}
+routes:
+  - {match: "claude-*haiku*", chain: batch}
+"""
+
+
+def test_documented_shape_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD)
+    config = load_config(str(path), {"PRIMARY_KEY": "sk-1", "ANT": "sk-2"})
+    assert config.backends["primary"].api_key == "sk-1"
+    assert config.backends["secondary"].api_key == "sk-2"
+    assert config.routes.chain_for("claude-3-5-haiku-latest").name == "batch"
+    assert config.routes.chain_for("claude-sonnet-4").name == "default"
+    assert config.routes.chain_for("batch").name == "batch"
+    batch = config.routes.chains["batch"].policy
+    assert (batch.timeout, batch.ttft_timeout) == (60, 60)  # chain policy over the top level
+    assert config.routes.chains["default"].policy.ttft_timeout == 5
+    assert "sk-1" not in repr(config.backends["primary"])
+    assert not config.demo
+
+
+BAD = [
+    pytest.param(
+        {"backends": {"p": {"kind": "openai"}}}, "backends.p.base_url: required", id="no-base-url"
+    ),
+    pytest.param({"backends": {"p": {"kind": "nope"}}}, "backends.p.kind", id="unknown-kind"),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo", "colour": 1}}}, "colour", id="unknown-backend-key"
+    ),
+    pytest.param({"bogus": 1}, "bogus", id="unknown-top-level-key"),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo"}}, "chains": {"default": [{"backend": "q"}]}},
+        "chains.default[0].backend: unknown backend 'q'",
+        id="unknown-backend-in-chain",
+    ),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo"}}, "chains": {"x": [{"backend": "p"}]}},
+        "a chain named `default` is required",
+        id="no-default-chain",
+    ),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo"}}, "routes": [{"match": "*", "chain": "zz"}]},
+        "routes[0].chain: unknown chain 'zz'",
+        id="route-to-unknown-chain",
+    ),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo", "api_key": "env:MISSING_VAR"}}},
+        "backends.p.api_key: environment variable MISSING_VAR is not set",
+        id="missing-env",
+    ),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo"}}, "policy": {"timeout": "soon"}},
+        "policy.timeout",
+        id="policy-type",
+    ),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo"}}, "policy": {"retires": 2}},
+        "retires",
+        id="policy-unknown-key",
+    ),
+    pytest.param(
+        {"backends": {"p": {"kind": "demo"}}, "policy": {"timeout": -1}},
+        "timeout",
+        id="policy-negative",
+    ),
+    pytest.param({"backends": {}}, "at least one backend", id="no-backends"),
+]
+
+
+@pytest.mark.parametrize(("doc", "expected"), BAD)
+def test_bad_config_names_the_path(doc: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config(doc, "conf.yaml", {})
+    assert str(info.value).startswith("conf.yaml: ")
+    assert expected in str(info.value)
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "missing.yaml"), {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backends: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad), {})
+
+
+ENV = [
+    pytest.param({}, {"demo"}, True, id="nothing-demo"),
+    pytest.param({"OPENAI_API_KEY": "sk"}, {"openai"}, False, id="openai"),
+    pytest.param({"ANTHROPIC_API_KEY": "sk"}, {"anthropic"}, False, id="anthropic"),
+    pytest.param(
+        {"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "ANTHROPIC_API_KEY": "k"},
+        {"openai", "anthropic"},
+        False,
+        id="both",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "backends", "demo"), ENV)
+def test_zero_config_from_environment(env: dict[str, str], backends: set[str], demo: bool) -> None:
+    config = load_config(None, env)
+    assert set(config.backends) == backends
+    assert config.demo is demo
+    assert [t.backend for t in config.routes.chains["default"].targets] == sorted(
+        backends, key=["openai", "anthropic", "demo"].index
+    )
+
+
+def test_big_and_small_model() -> None:
+    env = {"OPENAI_API_KEY": "sk", "BIG_MODEL": "gpt-4o", "SMALL_MODEL": "gpt-4o-mini"}
+    config = load_config(None, env)
+    assert config.routes.chain_for("claude-3-haiku").targets[0].model == "gpt-4o-mini"
+    assert config.routes.chain_for("claude-sonnet-4").targets[0].model == "gpt-4o"
