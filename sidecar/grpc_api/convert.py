@@ -1,0 +1,584 @@
+"""Protobuf ⇄ internal model conversion for the gRPC surface.
+
+Two directions, used by the servicer:
+
+- **in**: ``messages_request_from_proto`` / ``count_tokens_request_from_proto`` turn a decoded
+  ``CreateMessageRequest`` / ``CountTokensRequest`` into ``sidecar.model`` structs, checking what
+  protobuf cannot express (a required field, a ``oneof`` with no case set, an enum left at
+  ``*_UNSPECIFIED``). Each failure is an ``InvalidRequestError`` whose message starts with the field
+  path, e.g. ``messages[0].content[1].tool_use.id: required``. Ranges and cross-field rules are
+  the engine's (``sidecar.engine.validation``), so both surfaces share them.
+- **out**: ``message_to_proto``, ``event_to_proto`` and ``token_count_to_proto`` render the
+  engine's results. ``event_to_proto`` runs once per streamed delta, so deltas take a short path:
+  one ``StreamEvent`` whose ``content_block_delta`` is filled in place (no nested message built
+  and then copied), dispatched by ``isinstance`` with the common case first.
+
+Content blocks convert both ways here (``block_from_proto`` / ``block_to_proto``); the inverse
+top-level directions (for clients and round-trip tests) are in ``sidecar.grpc_api.reverse``.
+
+Mapping rules: an empty proto string is ``None`` for optional model strings; ``optional`` proto
+fields map to ``None`` by presence; a JSON string ``content`` (model) is one text block (proto).
+``google.protobuf.Struct`` ⇄ ``dict`` walks the values directly; Struct numbers are doubles, so an
+integral number within ±2**53 comes back as ``int`` (``{"n": 3}`` stays ``3``, not ``3.0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from sidecar import model as m
+from sidecar.errors import InvalidRequestError
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
+
+__all__ = [
+    "ROLE_FROM_PROTO",
+    "ROLE_TO_PROTO",
+    "STOP_REASON_FROM_PROTO",
+    "STOP_REASON_TO_PROTO",
+    "block_from_proto",
+    "block_to_proto",
+    "count_tokens_request_from_proto",
+    "dict_to_struct",
+    "event_to_proto",
+    "fill_block",
+    "fill_text",
+    "message_to_proto",
+    "messages_request_from_proto",
+    "set_cache_control",
+    "struct_to_dict",
+    "token_count_to_proto",
+]
+
+ROLE_FROM_PROTO: dict[int, m.Role] = {pb.ROLE_USER: "user", pb.ROLE_ASSISTANT: "assistant"}
+ROLE_TO_PROTO: dict[str, pb.Role.ValueType] = {"user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT}
+STOP_REASON_TO_PROTO: dict[str, pb.StopReason.ValueType] = {
+    "end_turn": pb.STOP_REASON_END_TURN,
+    "max_tokens": pb.STOP_REASON_MAX_TOKENS,
+    "stop_sequence": pb.STOP_REASON_STOP_SEQUENCE,
+    "tool_use": pb.STOP_REASON_TOOL_USE,
+    "pause_turn": pb.STOP_REASON_PAUSE_TURN,
+    "refusal": pb.STOP_REASON_REFUSAL,
+}
+STOP_REASON_FROM_PROTO: dict[int, m.StopReason] = {
+    pb.STOP_REASON_END_TURN: "end_turn",
+    pb.STOP_REASON_MAX_TOKENS: "max_tokens",
+    pb.STOP_REASON_STOP_SEQUENCE: "stop_sequence",
+    pb.STOP_REASON_TOOL_USE: "tool_use",
+    pb.STOP_REASON_PAUSE_TURN: "pause_turn",
+    pb.STOP_REASON_REFUSAL: "refusal",
+}
+
+_MAX_EXACT_INT = 2.0**53
+_BLOCK_CASES = "text, image, document, tool_use, tool_result, thinking, redacted_thinking"
+
+
+def _invalid(path: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(f"{path}: {message}", field=path)
+
+
+def _opt(text: str) -> str | None:
+    return text or None
+
+
+# --------------------------------------------------------------------------- Struct ⇄ dict
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A ``Struct`` as plain JSON values (integral numbers as ``int``), keys sorted.
+
+    A protobuf map does not keep insertion order; sorting makes the JSON we send upstream the
+    same for the same input in every process, which keeps upstream prompt caches hitting.
+    """
+    fields = struct.fields
+    return {key: _value_to_py(fields[key]) for key in sorted(fields)}
+
+
+def _value_to_py(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if number.is_integer() and -_MAX_EXACT_INT <= number <= _MAX_EXACT_INT:
+            return int(number)
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value_to_py(item) for item in value.list_value.values]
+    return None  # null_value, or no kind set
+
+
+def dict_to_struct(
+    data: dict[str, Any], into: struct_pb2.Struct | None = None
+) -> struct_pb2.Struct:
+    """Fill ``into`` (or a new ``Struct``) from a JSON object."""
+    struct = struct_pb2.Struct() if into is None else into
+    struct.update(data)
+    return struct
+
+
+# --------------------------------------------------------------------------- blocks: proto → model
+
+
+def _cache_control(msg: Any) -> m.CacheControl | None:
+    if not msg.HasField("cache_control"):
+        return None
+    cc: pb.CacheControl = msg.cache_control
+    return m.CacheControl(type=cc.type or "ephemeral", ttl=_opt(cc.ttl))
+
+
+def _base64(src: pb.Base64Source, path: str) -> m.Base64Source:
+    if not src.media_type:
+        raise _invalid(f"{path}.media_type", "required")
+    if not src.data:
+        raise _invalid(f"{path}.data", "required")
+    return m.Base64Source(media_type=src.media_type, data=src.data)
+
+
+def _url(src: pb.UrlSource, path: str) -> m.UrlSource:
+    if not src.url:
+        raise _invalid(f"{path}.url", "required")
+    return m.UrlSource(url=src.url)
+
+
+def _file(src: pb.FileSource, path: str) -> m.FileSource:
+    if not src.file_id:
+        raise _invalid(f"{path}.file_id", "required")
+    return m.FileSource(file_id=src.file_id)
+
+
+def _image(block: pb.ImageBlock, path: str) -> m.ImageBlock:
+    path = f"{path}.source"
+    source = block.source
+    match source.WhichOneof("source"):
+        case "base64":
+            src: m.ImageSource = _base64(source.base64, f"{path}.base64")
+        case "url":
+            src = _url(source.url, f"{path}.url")
+        case "file":
+            src = _file(source.file, f"{path}.file")
+        case _:
+            raise _invalid(path, "one of base64, url, file must be set")
+    return m.ImageBlock(source=src, cache_control=_cache_control(block))
+
+
+def _text(block: pb.TextBlock) -> m.TextBlock:
+    citations = [struct_to_dict(c) for c in block.citations] if block.citations else None
+    return m.TextBlock(text=block.text, cache_control=_cache_control(block), citations=citations)
+
+
+def _content_source(src: pb.ContentSource, path: str) -> m.ContentSource:
+    blocks: list[m.TextBlock | m.ImageBlock] = []
+    for i, item in enumerate(src.content):
+        match item.WhichOneof("block"):
+            case "text":
+                blocks.append(_text(item.text))
+            case "image":
+                blocks.append(_image(item.image, f"{path}.content[{i}].image"))
+            case _:
+                raise _invalid(f"{path}.content[{i}]", "one of text, image must be set")
+    return m.ContentSource(content=blocks)
+
+
+def _document(block: pb.DocumentBlock, path: str) -> m.DocumentBlock:
+    path_src = f"{path}.source"
+    source = block.source
+    match source.WhichOneof("source"):
+        case "base64":
+            src: m.DocumentSource = _base64(source.base64, f"{path_src}.base64")
+        case "url":
+            src = _url(source.url, f"{path_src}.url")
+        case "text":
+            text = source.text
+            src = m.PlainTextSource(data=text.data, media_type=text.media_type or "text/plain")
+        case "content":
+            src = _content_source(source.content, f"{path_src}.content")
+        case "file":
+            src = _file(source.file, f"{path_src}.file")
+        case _:
+            raise _invalid(path_src, "one of base64, url, text, content, file must be set")
+    citations = {"enabled": block.citations.enabled} if block.HasField("citations") else None
+    return m.DocumentBlock(
+        source=src,
+        title=_opt(block.title),
+        context=_opt(block.context),
+        citations=citations,
+        cache_control=_cache_control(block),
+    )
+
+
+def _tool_result(block: pb.ToolResultBlock, path: str) -> m.ToolResultBlock:
+    if not block.tool_use_id:
+        raise _invalid(f"{path}.tool_use_id", "required")
+    content: list[m.ToolResultContent] | None = None
+    if block.content:
+        content = []
+        for i, item in enumerate(block.content):
+            match item.WhichOneof("block"):
+                case "text":
+                    content.append(_text(item.text))
+                case "image":
+                    content.append(_image(item.image, f"{path}.content[{i}].image"))
+                case "document":
+                    content.append(_document(item.document, f"{path}.content[{i}].document"))
+                case _:
+                    raise _invalid(
+                        f"{path}.content[{i}]", "one of text, image, document must be set"
+                    )
+    return m.ToolResultBlock(
+        tool_use_id=block.tool_use_id,
+        content=content,
+        is_error=block.is_error if block.HasField("is_error") else None,
+        cache_control=_cache_control(block),
+    )
+
+
+def block_from_proto(block: pb.ContentBlock, path: str) -> m.RequestBlock:
+    """One content block; ``path`` (e.g. ``messages[0].content[1]``) prefixes error messages."""
+    match block.WhichOneof("block"):
+        case "text":
+            return _text(block.text)
+        case "tool_use":
+            use = block.tool_use
+            if not use.id:
+                raise _invalid(f"{path}.tool_use.id", "required")
+            if not use.name:
+                raise _invalid(f"{path}.tool_use.name", "required")
+            return m.ToolUseBlock(
+                id=use.id,
+                name=use.name,
+                input=struct_to_dict(use.input),
+                cache_control=_cache_control(use),
+            )
+        case "tool_result":
+            return _tool_result(block.tool_result, f"{path}.tool_result")
+        case "image":
+            return _image(block.image, f"{path}.image")
+        case "document":
+            return _document(block.document, f"{path}.document")
+        case "thinking":
+            return m.ThinkingBlock(
+                thinking=block.thinking.thinking, signature=block.thinking.signature
+            )
+        case "redacted_thinking":
+            return m.RedactedThinkingBlock(data=block.redacted_thinking.data)
+    raise _invalid(path, f"one of {_BLOCK_CASES} must be set")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _messages(messages: Any) -> list[m.InputMessage]:
+    if not messages:
+        raise _invalid("messages", "at least one message is required")
+    out: list[m.InputMessage] = []
+    for i, message in enumerate(messages):
+        role = ROLE_FROM_PROTO.get(message.role)
+        if role is None:
+            raise _invalid(f"messages[{i}].role", "must be ROLE_USER or ROLE_ASSISTANT")
+        blocks = [
+            block_from_proto(block, f"messages[{i}].content[{j}]")
+            for j, block in enumerate(message.content)
+        ]
+        out.append(m.InputMessage(role=role, content=blocks))
+    return out
+
+
+def _system(
+    req: spb.CreateMessageRequest | spb.CountTokensRequest,
+) -> str | list[m.TextBlock] | None:
+    if req.system_blocks:
+        if req.system:
+            raise _invalid("system", "set system or system_blocks, not both")
+        return [_text(block) for block in req.system_blocks]
+    return _opt(req.system)
+
+
+def _tools(tools: Any) -> list[m.Tool] | None:
+    if not tools:
+        return None
+    out: list[m.Tool] = []
+    for i, tool in enumerate(tools):
+        if not tool.name:
+            raise _invalid(f"tools[{i}].name", "required")
+        out.append(
+            m.Tool(
+                name=tool.name,
+                input_schema=struct_to_dict(tool.input_schema)
+                if tool.HasField("input_schema")
+                else None,
+                description=_opt(tool.description),
+                type=_opt(tool.type),
+                cache_control=_cache_control(tool),
+            )
+        )
+    return out
+
+
+def _tool_choice(req: spb.CreateMessageRequest | spb.CountTokensRequest) -> m.ToolChoice | None:
+    if not req.HasField("tool_choice"):
+        return None
+    choice = req.tool_choice
+    parallel = (
+        choice.disable_parallel_tool_use if choice.HasField("disable_parallel_tool_use") else None
+    )
+    match choice.type:
+        case pb.TOOL_CHOICE_TYPE_AUTO:
+            return m.ToolChoiceAuto(disable_parallel_tool_use=parallel)
+        case pb.TOOL_CHOICE_TYPE_ANY:
+            return m.ToolChoiceAny(disable_parallel_tool_use=parallel)
+        case pb.TOOL_CHOICE_TYPE_TOOL:
+            if not choice.name:
+                raise _invalid("tool_choice.name", "required when type is TOOL_CHOICE_TYPE_TOOL")
+            return m.ToolChoiceTool(name=choice.name, disable_parallel_tool_use=parallel)
+        case pb.TOOL_CHOICE_TYPE_NONE:
+            return m.ToolChoiceNone()
+    raise _invalid("tool_choice.type", "must be AUTO, ANY, TOOL or NONE")
+
+
+def _thinking(req: spb.CreateMessageRequest | spb.CountTokensRequest) -> m.ThinkingConfig | None:
+    if not req.HasField("thinking"):
+        return None
+    match req.thinking.WhichOneof("config"):
+        case "enabled":
+            return m.ThinkingEnabled(budget_tokens=req.thinking.enabled.budget_tokens)
+        case "disabled":
+            return m.ThinkingDisabled()
+    raise _invalid("thinking", "one of enabled, disabled must be set")
+
+
+def messages_request_from_proto(
+    req: spb.CreateMessageRequest, *, stream: bool = False
+) -> m.MessagesRequest:
+    """A ``CreateMessageRequest`` as the engine's request (``stream`` set for StreamMessage)."""
+    if not req.model:
+        raise _invalid("model", "required")
+    if req.max_tokens < 1:
+        raise _invalid("max_tokens", "required, at least 1")
+    metadata = (
+        m.RequestMetadata(user_id=_opt(req.metadata.user_id)) if req.HasField("metadata") else None
+    )
+    return m.MessagesRequest(
+        model=req.model,
+        messages=_messages(req.messages),
+        max_tokens=req.max_tokens,
+        system=_system(req),
+        tools=_tools(req.tools),
+        tool_choice=_tool_choice(req),
+        temperature=req.temperature if req.HasField("temperature") else None,
+        top_p=req.top_p if req.HasField("top_p") else None,
+        top_k=req.top_k if req.HasField("top_k") else None,
+        stop_sequences=list(req.stop_sequences) or None,
+        metadata=metadata,
+        thinking=_thinking(req),
+        stream=True if stream else None,
+    )
+
+
+def count_tokens_request_from_proto(req: spb.CountTokensRequest) -> m.CountTokensRequest:
+    """A ``CountTokensRequest`` as the engine's request."""
+    if not req.model:
+        raise _invalid("model", "required")
+    return m.CountTokensRequest(
+        model=req.model,
+        messages=_messages(req.messages),
+        system=_system(req),
+        tools=_tools(req.tools),
+        tool_choice=_tool_choice(req),
+        thinking=_thinking(req),
+    )
+
+
+# --------------------------------------------------------------------------- blocks: model → proto
+
+
+def set_cache_control(target: Any, cc: m.CacheControl | None) -> None:
+    if cc is not None:
+        target.cache_control.type = cc.type
+        if cc.ttl is not None:
+            target.cache_control.ttl = cc.ttl
+
+
+def fill_text(target: pb.TextBlock, block: m.TextBlock) -> None:
+    target.text = block.text
+    set_cache_control(target, block.cache_control)
+    for citation in block.citations or ():
+        target.citations.add().update(citation)
+
+
+def _fill_source(target: Any, src: m.DocumentSource) -> None:
+    if isinstance(src, m.Base64Source):
+        target.base64.media_type = src.media_type
+        target.base64.data = src.data
+    elif isinstance(src, m.UrlSource):
+        target.url.url = src.url
+    elif isinstance(src, m.FileSource):
+        target.file.file_id = src.file_id
+    elif isinstance(src, m.PlainTextSource):
+        target.text.data = src.data
+        target.text.media_type = src.media_type
+    else:
+        content = target.content
+        content.SetInParent()  # an empty list still selects the case
+        items = [m.TextBlock(text=src.content)] if isinstance(src.content, str) else src.content
+        for item in items:
+            if isinstance(item, m.TextBlock):
+                fill_text(content.content.add().text, item)
+            else:
+                _fill_image(content.content.add().image, item)
+
+
+def _fill_image(target: pb.ImageBlock, block: m.ImageBlock) -> None:
+    _fill_source(target.source, block.source)
+    set_cache_control(target, block.cache_control)
+
+
+def _fill_document(target: pb.DocumentBlock, block: m.DocumentBlock) -> None:
+    _fill_source(target.source, block.source)
+    if block.title is not None:
+        target.title = block.title
+    if block.context is not None:
+        target.context = block.context
+    if block.citations is not None:
+        target.citations.enabled = bool(block.citations.get("enabled"))
+    set_cache_control(target, block.cache_control)
+
+
+def _fill_tool_result(target: pb.ToolResultBlock, block: m.ToolResultBlock) -> None:
+    target.tool_use_id = block.tool_use_id
+    content = block.content
+    if isinstance(content, str):
+        content = [m.TextBlock(text=content)] if content else None
+    for item in content or ():
+        if isinstance(item, m.TextBlock):
+            fill_text(target.content.add().text, item)
+        elif isinstance(item, m.ImageBlock):
+            _fill_image(target.content.add().image, item)
+        else:
+            _fill_document(target.content.add().document, item)
+    if block.is_error is not None:
+        target.is_error = block.is_error
+    set_cache_control(target, block.cache_control)
+
+
+def fill_block(target: pb.ContentBlock, block: m.RequestBlock) -> None:
+    """Write one model block into an (empty) proto ``ContentBlock``."""
+    if isinstance(block, m.TextBlock):
+        fill_text(target.text, block)
+    elif isinstance(block, m.ToolUseBlock):
+        use = target.tool_use
+        use.id = block.id
+        use.name = block.name
+        use.input.SetInParent()
+        use.input.update(block.input)
+        set_cache_control(use, block.cache_control)
+    elif isinstance(block, m.ThinkingBlock):
+        target.thinking.thinking = block.thinking
+        target.thinking.signature = block.signature
+    elif isinstance(block, m.RedactedThinkingBlock):
+        target.redacted_thinking.data = block.data
+    elif isinstance(block, m.ImageBlock):
+        _fill_image(target.image, block)
+    elif isinstance(block, m.DocumentBlock):
+        _fill_document(target.document, block)
+    else:
+        _fill_tool_result(target.tool_result, block)
+
+
+def block_to_proto(block: m.RequestBlock) -> pb.ContentBlock:
+    """One model block as a new proto ``ContentBlock``."""
+    out = pb.ContentBlock()
+    fill_block(out, block)
+    return out
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _fill_message(target: pb.Message, message: m.Message) -> None:
+    target.id = message.id
+    target.model = message.model
+    target.role = pb.ROLE_ASSISTANT
+    for block in message.content:
+        fill_block(target.content.add(), block)
+    if message.stop_reason is not None:
+        target.stop_reason = STOP_REASON_TO_PROTO[message.stop_reason]
+    if message.stop_sequence is not None:
+        target.stop_sequence = message.stop_sequence
+    usage = message.usage
+    target.usage.input_tokens = usage.input_tokens
+    target.usage.output_tokens = usage.output_tokens
+    if usage.cache_creation_input_tokens is not None:
+        target.usage.cache_creation_input_tokens = usage.cache_creation_input_tokens
+    if usage.cache_read_input_tokens is not None:
+        target.usage.cache_read_input_tokens = usage.cache_read_input_tokens
+
+
+def message_to_proto(message: m.Message) -> pb.Message:
+    """The engine's ``Message`` as the CreateMessage response."""
+    out = pb.Message()
+    _fill_message(out, message)
+    return out
+
+
+def token_count_to_proto(count: m.TokenCount) -> spb.CountTokensResponse:
+    return spb.CountTokensResponse(input_tokens=count.input_tokens, estimated=count.estimated)
+
+
+def _fill_delta(target: pb.ContentBlockDeltaEvent, delta: m.BlockDelta) -> None:
+    if isinstance(delta, m.TextDelta):
+        target.text_delta = delta.text
+    elif isinstance(delta, m.InputJsonDelta):
+        target.input_json_delta = delta.partial_json
+    elif isinstance(delta, m.ThinkingDelta):
+        target.thinking_delta = delta.thinking
+    elif isinstance(delta, m.SignatureDelta):
+        target.signature_delta = delta.signature
+    else:
+        target.citations_delta.SetInParent()
+        target.citations_delta.update(delta.citation)
+
+
+def event_to_proto(event: m.StreamEvent) -> pb.StreamEvent:
+    """One stream event as a proto ``StreamEvent`` (the per-delta hot path)."""
+    out = pb.StreamEvent()
+    if isinstance(event, m.ContentBlockDelta):
+        target = out.content_block_delta
+        target.index = event.index
+        _fill_delta(target, event.delta)
+    elif isinstance(event, m.ContentBlockStart):
+        start = out.content_block_start
+        start.index = event.index
+        fill_block(start.content_block, event.content_block)
+    elif isinstance(event, m.ContentBlockStop):
+        out.content_block_stop.index = event.index
+    elif isinstance(event, m.MessageStart):
+        _fill_message(out.message_start.message, event.message)
+    elif isinstance(event, m.MessageDelta):
+        delta = out.message_delta
+        if event.delta.stop_reason is not None:
+            delta.stop_reason = STOP_REASON_TO_PROTO[event.delta.stop_reason]
+        if event.delta.stop_sequence is not None:
+            delta.stop_sequence = event.delta.stop_sequence
+        usage, target_usage = event.usage, delta.usage
+        target_usage.output_tokens = usage.output_tokens
+        if usage.input_tokens is not None:
+            target_usage.input_tokens = usage.input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            target_usage.cache_creation_input_tokens = usage.cache_creation_input_tokens
+        if usage.cache_read_input_tokens is not None:
+            target_usage.cache_read_input_tokens = usage.cache_read_input_tokens
+    elif isinstance(event, m.MessageStop):
+        out.message_stop.SetInParent()
+    elif isinstance(event, m.Ping):
+        out.ping.SetInParent()
+    else:
+        out.error.type = event.error.type
+        out.error.message = event.error.message
+    return out
