@@ -275,7 +275,7 @@ class MessageDeltaBody(msgspec.Struct, frozen=True):
 
 
 class MessageDeltaUsage(msgspec.Struct, frozen=True, omit_defaults=True):
-    output_tokens: int = 0
+    output_tokens: int  # required, so always encoded (a default 0 would be omitted: invalid)
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
