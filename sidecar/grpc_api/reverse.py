@@ -15,17 +15,14 @@ from typing import Any
 
 from sidecar import model as m
 from sidecar.grpc_api.convert import (
-    ROLE_TO_PROTO,
     STOP_REASON_FROM_PROTO,
     block_from_proto,
     dict_to_struct,
-    fill_block,
-    fill_text,
-    set_cache_control,
     struct_to_dict,
 )
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
+from sidecar.grpc_api.render import ROLE_TO_PROTO, fill_block, fill_text, set_cache_control
 
 __all__ = [
     "count_tokens_request_to_proto",
