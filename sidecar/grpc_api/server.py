@@ -9,7 +9,8 @@ Each handler is parse → engine → render:
 2. The engine answers (``EngineLike`` below is the exact API used; ``sidecar.engine.Engine``
    satisfies it).
 3. The answer is rendered: a unary reply with the outcome as trailing metadata; a stream whose
-   initial metadata (the outcome once the stream has committed) goes out before its first event.
+   initial metadata (the outcome once the stream has committed) goes out before its first event,
+   its events written by ``relay`` (which merges deltas while the caller is behind).
 
 Errors: a ``SidecarError`` ends the call with the status its ``grpc_code`` names, the message,
 its ``metadata`` pairs as trailing metadata, and a ``google.rpc.Status`` in
@@ -48,6 +49,7 @@ from sidecar.grpc_api import convert
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
+from sidecar.grpc_api.relay import relay
 from sidecar.logs import log
 from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
 
@@ -243,8 +245,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
             stream = await self._engine.open_stream(call)
             # Committed: the outcome so far (backend, attempts) goes out before the first event.
             await context.send_initial_metadata(stream.outcome.metadata())
-            async for event in stream:
-                await context.write(convert.event_to_proto(event))
+            await relay(stream, context.write)
         except Exception as exc:
             if stream is not None:
                 await _close(stream)

@@ -1,0 +1,114 @@
+"""sidecar.grpc_api.relay: delta merging and the reader / writer hand-off, with plain asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sidecar import model as m
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
+from sidecar.grpc_api.relay import coalesce, relay
+from sidecar.grpc_api.reverse import event_from_proto
+
+
+def text(index: int, value: str) -> m.ContentBlockDelta:
+    return m.ContentBlockDelta(index=index, delta=m.TextDelta(text=value))
+
+
+def json_(index: int, value: str) -> m.ContentBlockDelta:
+    return m.ContentBlockDelta(index=index, delta=m.InputJsonDelta(partial_json=value))
+
+
+def thinking(index: int, value: str) -> m.ContentBlockDelta:
+    return m.ContentBlockDelta(index=index, delta=m.ThinkingDelta(thinking=value))
+
+
+SIG = m.ContentBlockDelta(index=0, delta=m.SignatureDelta(signature="s"))
+STOP0 = m.ContentBlockStop(index=0)
+
+COALESCE = {
+    "empty": ([], []),
+    "one": ([text(0, "a")], [text(0, "a")]),
+    "text_run": ([text(0, "a"), text(0, "b"), text(0, "c")], [text(0, "abc")]),
+    "json_run": ([json_(1, '{"a'), json_(1, '": 1}')], [json_(1, '{"a": 1}')]),
+    "thinking_run": ([thinking(0, "x"), thinking(0, "y")], [thinking(0, "xy")]),
+    "other_index": ([text(0, "a"), text(1, "b")], [text(0, "a"), text(1, "b")]),
+    "other_kind": ([thinking(0, "a"), text(0, "b")], [thinking(0, "a"), text(0, "b")]),
+    "signature_not_merged": ([thinking(0, "a"), SIG, SIG], [thinking(0, "a"), SIG, SIG]),
+    "broken_by_stop": (
+        [text(0, "a"), text(0, "b"), STOP0, text(1, "c"), text(1, "d")],
+        [text(0, "ab"), STOP0, text(1, "cd")],
+    ),
+}
+
+
+@pytest.mark.parametrize(("events", "expected"), COALESCE.values(), ids=COALESCE.keys())
+def test_coalesce(events: list[m.StreamEvent], expected: list[m.StreamEvent]) -> None:
+    assert coalesce(events) == expected
+
+
+async def _source(
+    events: list[m.StreamEvent], *, gap: float = 0.0, then: BaseException | None = None
+) -> AsyncIterator[m.StreamEvent]:
+    for event in events:
+        if gap:
+            await asyncio.sleep(gap)
+        yield event
+    if then is not None:
+        raise then
+
+
+class Writer:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.got: list[m.StreamEvent] = []
+
+    async def __call__(self, message: pb.StreamEvent) -> None:
+        self.got.append(event_from_proto(message))
+        await asyncio.sleep(self.delay)
+
+
+DELTAS = [text(0, str(i)) for i in range(20)]
+
+
+async def test_slow_writer_gets_merged_deltas() -> None:
+    writer = Writer(delay=0.01)
+    await relay(_source(DELTAS), writer)
+    assert len(writer.got) < len(DELTAS)
+    assert coalesce(writer.got) == [text(0, "".join(str(i) for i in range(20)))]
+
+
+async def test_writer_that_keeps_up_gets_each_delta() -> None:
+    writer = Writer()
+    await relay(_source(DELTAS, gap=0.002), writer)
+    assert writer.got == DELTAS
+
+
+async def test_error_after_events_is_raised_after_they_are_written() -> None:
+    writer = Writer(delay=0.005)
+    boom = RuntimeError("upstream broke")
+    with pytest.raises(RuntimeError) as caught:
+        await relay(_source([STOP0, SIG], then=boom), writer)
+    assert caught.value is boom
+    assert writer.got == [STOP0, SIG]
+
+
+async def test_cancel_stops_the_reader() -> None:
+    closed = asyncio.Event()
+
+    async def endless() -> AsyncIterator[m.StreamEvent]:
+        try:
+            while True:
+                yield text(0, "x")
+                await asyncio.sleep(0.001)
+        finally:
+            closed.set()
+
+    task = asyncio.create_task(relay(endless(), Writer(delay=0.001)))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(closed.wait(), 1)
