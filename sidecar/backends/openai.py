@@ -95,7 +95,7 @@ class OpenAIBackend:
                     for event in translator.finish():
                         yield event
                     return
-                for event in translator.feed(frame.data.encode()):
+                for event in translator.feed(frame.data):
                     yield event
         finally:
             await frames.aclose()
