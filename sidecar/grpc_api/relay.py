@@ -8,10 +8,12 @@ that queued up meanwhile is taken at once and adjacent deltas of the same conten
 as it comes (a batch of one); a slow caller, or a busy server, gets fewer, larger messages. The
 queue bound keeps backpressure on the upstream.
 
-The reader never raises: the end of the stream, or the exception that ended it, comes through the
-queue after the events before it, so those are delivered first and the error is then raised in the
-handler. Cancelling the handler cancels the reader (``finally``), which stops the engine stream's
-iteration at its current ``await``; the caller then closes the engine stream.
+An ``error`` event, should the engine yield one, ends the stream as an ``UpstreamError`` of its
+type: on gRPC a failure is always a status, never an OK end. The reader never raises: the end of
+the stream, or the exception that ended it, comes through the queue after the events before it,
+so those are delivered first and the error is then raised in the handler. Cancelling the handler
+cancels the reader (``finally``), which stops the engine stream's iteration at its current
+``await``; the caller then closes the engine stream.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable
 
 from sidecar import model as m
+from sidecar.errors import FailureKind, UpstreamError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.render import event_to_proto
 
@@ -88,6 +91,12 @@ async def relay(
         end = _End(None)
         try:
             async for event in events:
+                if isinstance(event, m.ErrorEvent):  # the engine raises instead; just in case
+                    raise UpstreamError(
+                        event.error.message,
+                        kind=FailureKind.STREAM_ERROR,
+                        error_type=event.error.type,
+                    )
                 await queue.put(event)
         except Exception as exc:
             end = _End(exc)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar import model as m
+from sidecar.errors import UpstreamError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.relay import coalesce, relay
 from sidecar.grpc_api.reverse import event_from_proto
@@ -112,3 +113,12 @@ async def test_cancel_stops_the_reader() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.wait_for(closed.wait(), 1)
+
+
+async def test_error_event_becomes_an_error() -> None:
+    writer = Writer()
+    error = m.ErrorEvent(error=m.ErrorBody(type="overloaded_error", message="busy"))
+    with pytest.raises(UpstreamError) as caught:
+        await relay(_source([STOP0, error, SIG]), writer)
+    assert (caught.value.error_type, caught.value.message) == ("overloaded_error", "busy")
+    assert writer.got == [STOP0]
