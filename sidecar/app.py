@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -33,9 +34,10 @@ class Lifecycle:
 
 
 class _HttpServer(uvicorn.Server):
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
         # Signals belong to the composition root, not to one of the two servers.
-        return contextlib.nullcontext()
+        yield
 
 
 def _bind(address: str) -> socket.socket:
