@@ -336,14 +336,15 @@ class Connection:
         except (ConnectionError, OSError) as exc:
             raise ClientGone(str(exc)) from exc
 
-    async def send_head(self, status: int, headers: dict[str, str]) -> None:
+    async def send_head(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        """The status line and headers (and, in the same write, ``body`` when given)."""
         try:
             phrase = http.HTTPStatus(status).phrase
         except ValueError:
             phrase = {529: "Site Overloaded"}.get(status, "Unknown")
         lines = [f"HTTP/1.1 {status} {phrase}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        await self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     async def send_chunk(self, data: bytes) -> None:
         await self.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -368,6 +369,15 @@ def _merge_headers(base: dict[str, str], extra: dict[str, Any] | None) -> dict[s
             del out[existing]
         out[key] = str(value)
     return out
+
+
+def _completed(entry: dict[str, Any], status: int) -> None:
+    """Mark ``entry`` complete just before its last bytes are written, so that a client that has
+    read the whole answer always finds it complete in the log (a failed write turns it into
+    ``disconnected`` afterwards)."""
+    entry["status"] = status
+    entry["outcome"] = "completed"
+    entry["finished_at"] = time.time()
 
 
 def _dumps(value: Json) -> bytes:
@@ -725,13 +735,15 @@ class Upstream:
         value: Json,
         headers: dict[str, Any] | None = None,
         close: bool = False,
+        entry: dict[str, Any] | None = None,
     ) -> None:
         body = _dumps(value)
         base = {"content-type": "application/json", "content-length": str(len(body))}
         if close:
             base["connection"] = "close"
-        await conn.send_head(status, _merge_headers(base, headers))
-        await conn.write(body)
+        if entry is not None:
+            _completed(entry, status)
+        await conn.send_head(status, _merge_headers(base, headers), body)
 
     # -- control API
 
@@ -838,7 +850,8 @@ class Upstream:
             entry["disconnected_at"] = time.time()
         elif entry["outcome"] == "pending":
             entry["outcome"] = "completed"
-        entry["finished_at"] = time.time()
+        if entry["finished_at"] is None or gone:
+            entry["finished_at"] = time.time()
         if not self.quiet:
             print(
                 f"#{entry['seq']} {request.method} {request.path} status={entry['status']} "
@@ -876,33 +889,33 @@ class Upstream:
                     "content-type": "text/plain; charset=utf-8",
                     "content-length": str(len(raw)),
                 }
-                await conn.send_head(status, _merge_headers(base, extra))
-                await conn.write(raw)
+                _completed(entry, status)
+                await conn.send_head(status, _merge_headers(base, extra), raw)
             else:
-                await self._send_json(conn, status, body, extra)
+                await self._send_json(conn, status, body, extra, entry=entry)
             return True
 
         route = (request.method, request.path)
         if route == ("GET", "/v1/models"):
             entry["status"] = status
-            await self._send_json(conn, status, self._models(request), extra)
+            await self._send_json(conn, status, self._models(request), extra, entry=entry)
             return True
         if route == ("POST", "/v1/messages/count_tokens"):
             entry["status"] = status
             value = {"input_tokens": count_input_words(request.body)}
-            await self._send_json(conn, status, value, extra)
+            await self._send_json(conn, status, value, extra, entry=entry)
             return True
         if request.method != "POST" or request.path not in GENERATION_PATHS:
             entry["status"] = 404
             message = f"no route {request.method} {request.path}"
             error = anthropic_error(404, message) if anthropic else openai_error(404, message)
-            await self._send_json(conn, 404, error, extra)
+            await self._send_json(conn, 404, error, extra, entry=entry)
             return True
         if not request.body_is_json or not isinstance(request.body, dict):
             entry["status"] = 400
             message = "request body is not a JSON object"
             error = anthropic_error(400, message) if anthropic else openai_error(400, message)
-            await self._send_json(conn, 400, error, extra)
+            await self._send_json(conn, 400, error, extra, entry=entry)
             return True
 
         answer = Answer(entry["seq"], request.body, b)
@@ -951,6 +964,7 @@ class Upstream:
                 conn.close()
                 return False
             await asyncio.Future()  # stall until the client leaves
+        _completed(entry, status)
         await conn.write(body)
         return True
 
@@ -993,19 +1007,18 @@ class Upstream:
                 break
             if delay and sent:
                 await asyncio.sleep(delay)
-            await conn.send_chunk(frame)
             entry["events_sent"] = sent + 1
+            await conn.send_chunk(frame)
         if cut is not None:
             entry["outcome"] = "cut"
             conn.close()
             return False
         if stall is not None:
             await asyncio.Future()  # until the client leaves
-        if done is not None:
-            if delay:
-                await asyncio.sleep(delay)
-            await conn.send_chunk(done)
-        await conn.write(b"0\r\n\r\n")
+        if done is not None and delay:
+            await asyncio.sleep(delay)
+        _completed(entry, status)
+        await conn.write((b"%x\r\n%s\r\n" % (len(done), done) if done else b"") + b"0\r\n\r\n")
         return True
 
 
