@@ -214,7 +214,8 @@ class _Converter:
 
     def user(self, msg: InputMessage, out: list[Json]) -> None:
         if isinstance(msg.content, str):
-            out.append({"role": "user", "content": msg.content})
+            if msg.content:
+                out.append({"role": "user", "content": msg.content})
             return
         tool_images: list[Json] = []
         parts: list[Json] = []

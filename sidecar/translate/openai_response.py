@@ -14,8 +14,9 @@ Markdown fence (```` ```json ... ``` ````) is stripped, a JSON string holding a 
 the note ``tool_use.input`` (the block keeps its id and name, so the client can answer it).
 
 The stop reason comes from ``finish_reason`` (``map_finish_reason``) refined by what the choice
-holds: tool calls under ``stop`` mean ``tool_use`` (Ollama and some vLLM parsers say ``stop``), a
-refusal means ``refusal``, and vLLM's string ``stop_reason`` (the stop string that matched) means
+holds (``stop_reason_for``): tool calls under ``stop`` mean ``tool_use`` (Ollama and some vLLM
+parsers say ``stop``) while ``tool_calls`` without any call means ``end_turn``, a refusal means
+``refusal``, and vLLM's string ``stop_reason`` (the stop string that matched) means
 ``stop_sequence``. Usage maps prompt tokens minus cached ones to ``input_tokens`` and the cached
 ones to ``cache_read_input_tokens``.
 
@@ -94,6 +95,7 @@ class WireBody(msgspec.Struct):
     error: Any = None
     object: str | None = None
     message: Any = None  # vLLM's top-level error shape: {"object": "error", "message": ...}
+    code: Any = None
 
 
 wire_decoder = msgspec.json.Decoder(WireBody)
@@ -121,16 +123,22 @@ def stop_reason_for(
     has_tool_calls: bool,
     refused: bool,
 ) -> tuple[StopReason, str | None]:
-    """The stop reason (and stop sequence) from a finished choice and what it contained."""
+    """The stop reason (and stop sequence) from a finished choice and what it contained.
+
+    ``max_tokens`` wins (the answer was cut); then a refusal; then ``tool_use`` exactly when
+    there are tool calls (a ``tool_calls`` finish without any would leave an Anthropic client
+    waiting for a tool that was never asked for); then vLLM's matched stop string.
+    """
     reason = map_finish_reason(finish_reason)
-    if reason == "end_turn":
-        if refused:
-            return "refusal", None
-        if has_tool_calls:
-            return "tool_use", None
-        if isinstance(vllm_stop, str) and finish_reason == "stop":
-            return "stop_sequence", vllm_stop
-    return reason, None
+    if reason == "max_tokens":
+        return reason, None
+    if refused or reason == "refusal":
+        return "refusal", None
+    if has_tool_calls:
+        return "tool_use", None
+    if isinstance(vllm_stop, str) and finish_reason == "stop":
+        return "stop_sequence", vllm_stop
+    return "end_turn", None
 
 
 def usage_from_wire(usage: WireUsage | None, *, input_tokens: int = 0) -> Usage:
@@ -190,7 +198,7 @@ def upstream_error_in_body(body: WireBody, *, kind: FailureKind) -> UpstreamErro
     """The error an upstream reported inside a 200 body or a stream frame, if any."""
     error = body.error
     if error is None and body.object == "error":
-        error = {"message": body.message}
+        error = {"message": body.message, "code": body.code}
     if error is None:
         return None
     status: int | None = None

@@ -30,7 +30,6 @@ and errors travel to callers and logs. Request headers are never looked at.
 
 from __future__ import annotations
 
-import email.utils
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -78,6 +77,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     except ValueError:
         if now is None:
             return None
+        import email.utils  # here, not at the top: it loads socket, which translate keeps out
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
@@ -90,8 +91,12 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return None
 
 
+def _mask(match: re.Match[str]) -> str:
+    return "Bearer ***" if match.group(0).startswith("Bearer") else "sk-***"
+
+
 def _clean(message: str) -> str:
-    message = _SECRET.sub(lambda m: m.group(0)[:3] + "***", message.strip())
+    message = _SECRET.sub(_mask, message.strip())
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 1] + "…"
     return message
