@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# bench/run.sh -- the sidecar's benchmark in one command (`make bench` runs it).
+#
+#   bench/run.sh                 full run: 3 modes x C=1,16 x {direct,http,grpc} x 2 rounds (~4 min)
+#   bench/run.sh --quick         1 round, shorter runs (~1 min)
+#   bench/run.sh --profile       also record a py-spy profile of the sidecar (numbers perturbed)
+#   bench/run.sh [--quick] -- -m stream -c 1      extra arguments go to `bench.py run`
+#
+# Installs what is missing (nginx-light + libnginx-mod-http-js from Debian, the project .venv,
+# py-spy for --profile), starts the canned nginx mock upstream on 127.0.0.1 (BENCH_MOCK_PORT,
+# default 18010..18012) and the sidecar pinned to cpu BENCH_SIDECAR_CPU (1), runs the load
+# generators on cpu BENCH_CLIENT_CPU (0, shared with nginx), prints the table and stops what it
+# started, by pid, on any exit. Runtime files go to BENCH_RUN (/tmp/anyllm-bench).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+RUN=${BENCH_RUN:-/tmp/anyllm-bench}
+MOCK_PORT=${BENCH_MOCK_PORT:-18010}
+LONG_CHUNKS=${BENCH_LONG_CHUNKS:-200}
+SIDECAR_CPU=${BENCH_SIDECAR_CPU:-1}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-600}
+PY=$ROOT/.venv/bin/python
+
+quick=0 profile=0 extra=()
+while (($#)); do
+  case $1 in
+    --quick) quick=1 ;;
+    --profile) profile=1 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (extra bench.py arguments go after --)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { echo "# $*" >&2; }
+
+# ---------------------------------------------------------------- what it needs
+if ! command -v nginx >/dev/null || [[ ! -e /usr/lib/nginx/modules/ngx_http_js_module.so ]]; then
+  if [[ $(id -u) != 0 ]]; then
+    echo "run.sh: needs nginx-light and libnginx-mod-http-js (apt-get, as root)" >&2; exit 1
+  fi
+  say "installing nginx-light libnginx-mod-http-js"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    nginx-light libnginx-mod-http-js >/dev/null
+fi
+if [[ ! -x $PY ]] || ! "$PY" -c 'import sidecar, grpc, uvloop' 2>/dev/null; then
+  say "setting up .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet -e '.[dev]'
+fi
+if ((profile)) && [[ ! -x .venv/bin/py-spy ]]; then
+  say "installing py-spy into .venv"
+  .venv/bin/pip install --quiet py-spy
+fi
+
+ncpu=$(nproc)
+pin_sidecar=() pin_client=()
+if ((ncpu >= 2)) && command -v taskset >/dev/null; then
+  pin_sidecar=(taskset -c "$SIDECAR_CPU")
+  pin_client=(taskset -c "$CLIENT_CPU")
+else
+  say "WARNING: $ncpu cpu(s) or no taskset: not pinning; the client competes with the sidecar"
+fi
+
+# ---------------------------------------------------------------- processes, stopped on exit
+mkdir -p "$RUN"
+pids=()  # every process started here, in start order
+stop_pid() {  # stop_pid PID NAME: TERM, up to 10 s, then KILL
+  local pid=$1 name=$2 i=0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && ((i < 100)); do sleep 0.1; i=$((i + 1)); done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  wait "$pid" 2>/dev/null || true
+  say "stopped $name (pid $pid)"
+}
+names=()
+cleanup() {
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}" "${names[i]}"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+started() { pids+=("$1"); names+=("$2"); say "started $2 (pid $1)"; }
+
+# the mock upstream: nginx master in the foreground (daemon off), one worker, on the client cpu
+conf=$("$PY" bench/mock_nginx.py --run-dir "$RUN/nginx" --base-port "$MOCK_PORT" \
+  --long-chunks "$LONG_CHUNKS")
+"${pin_client[@]}" nginx -c "$conf" -p "$RUN/nginx" -e "$RUN/nginx/error.log" \
+  >"$RUN/nginx.log" 2>&1 </dev/null &
+started $! "mock nginx"
+nginx_pid=$!
+
+"$PY" bench/bench.py config --mock-port "$MOCK_PORT" --out "$RUN/sidecar.yaml"
+"${pin_sidecar[@]}" "$PY" -m sidecar --config "$RUN/sidecar.yaml" >"$RUN/sidecar.log" 2>&1 </dev/null &
+started $! sidecar
+sidecar_pid=$!
+
+"$PY" bench/bench.py wait-mock --port "$MOCK_PORT" --count 3 --pid "$nginx_pid" \
+  || { cat "$RUN/nginx/error.log" "$RUN/nginx.log" >&2 2>/dev/null; exit 1; }
+read -r http_addr grpc_addr < <("$PY" bench/bench.py wait-ready --log "$RUN/sidecar.log" \
+  --pid "$sidecar_pid" --timeout 60) || { tail -20 "$RUN/sidecar.log" >&2; exit 1; }
+say "sidecar http=$http_addr grpc=$grpc_addr pid=$sidecar_pid (cpu ${SIDECAR_CPU}); client cpu $CLIENT_CPU"
+
+if ((profile)); then
+  "${pin_client[@]}" .venv/bin/py-spy record --pid "$sidecar_pid" --nonblocking --rate 200 \
+    --format raw --output "$RUN/profile.txt" >"$RUN/py-spy.log" 2>&1 </dev/null &
+  started $! py-spy
+  profiler_pid=$!
+fi
+
+args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid" --mock-port "$MOCK_PORT"
+  --mock-pid "$nginx_pid" --long-chunks "$LONG_CHUNKS"
+  --out "$RUN/results-$(date +%Y%m%d-%H%M%S).json")
+if ((quick)); then args+=(--rounds 1 --duration 2 --warmup 0.5 --prime 1 --pause 0.2); fi
+status=0
+timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/bench.py run "${args[@]}" "${extra[@]}" \
+  || status=$?
+
+if ((profile)); then
+  kill -INT "$profiler_pid" 2>/dev/null || true  # py-spy writes its output on SIGINT
+  for _ in $(seq 100); do kill -0 "$profiler_pid" 2>/dev/null || break; sleep 0.1; done
+  if [[ -s $RUN/profile.txt ]]; then
+    "$PY" bench/bench.py hotspots "$RUN/profile.txt"
+  else
+    say "py-spy wrote no profile; see $RUN/py-spy.log"
+  fi
+fi
+exit "$status"
