@@ -190,9 +190,10 @@ class OpenAIStreamTranslator:
         events: list[StreamEvent] = []
         if wire.usage is not None:
             self._usage = wire.usage
-        if self.state is State.IDLE:
-            events.append(self._message_start(wire.usage))
-        self._advance(Input.CHUNK)
+        if self.state is not State.STREAMING:  # (STREAMING, CHUNK) is a self-loop: skip the lookup
+            if self.state is State.IDLE:
+                events.append(self._message_start(wire.usage))
+            self._advance(Input.CHUNK)
         if wire.choices:
             for choice in wire.choices:
                 if choice.index == 0:

@@ -91,51 +91,58 @@ class SSEDecoder:
         tail = lines.pop()
         self._partial = [tail] if tail else []
         self._partial_size = len(tail)
+        if self._first_line:
+            self._first_line = False
+            if lines[0].startswith(_BOM):
+                lines[0] = lines[0][3:]
         frames: list[SSEFrame] = []
-        for line in lines:
-            self._line(line, frames)
-        self._check_size()
+        data_lines = self._data
+        for line in lines:  # the hot loop: "data: {...}" then "" for each OpenAI chunk
+            if not line:
+                if data_lines:
+                    frames.append(self._frame())
+                    data_lines = self._data
+                else:
+                    self._event = None
+            elif line.startswith(b"data:"):
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                data_lines.append(value)
+                self._data_size += len(value) + 1
+                if self._data_size > self._max:
+                    self._too_large()
+            elif line[0] != 0x3A:  # not a b":" comment / keep-alive
+                self._field(line)
+        if self._partial_size + self._data_size > self._max:
+            self._too_large()
         return frames
 
     def close(self) -> list[SSEFrame]:
         """End of body: dispatch a frame left without its blank line; drop a partial line."""
         self._partial = []
         self._partial_size = 0
-        frames: list[SSEFrame] = []
-        self._dispatch(frames)
-        return frames
+        return [self._frame()] if self._data else []
 
     # ----------------------------------------------------------------------- internals
 
-    def _line(self, line: bytes, frames: list[SSEFrame]) -> None:
-        if self._first_line:
-            self._first_line = False
-            if line.startswith(_BOM):
-                line = line[3:]
-        if not line:
-            self._dispatch(frames)
-            return
-        if line[0] == 0x3A:  # b":" comment / keep-alive
-            return
+    def _field(self, line: bytes) -> None:
         name, colon, value = line.partition(b":")
         if colon and value[:1] == b" ":
             value = value[1:]
-        if name == b"data":
+        if name == b"data":  # "data" without a colon: an empty data line
             self._data.append(value)
             self._data_size += len(value) + 1
-            if self._data_size > self._max:
-                self._too_large()
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
         # "id", "retry" and unknown fields are ignored.
 
-    def _dispatch(self, frames: list[SSEFrame]) -> None:
-        if self._data:
-            raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-            frames.append(SSEFrame(self._event, raw.decode("utf-8", "replace")))
+    def _frame(self) -> SSEFrame:
+        data = self._data
+        raw = data[0] if len(data) == 1 else b"\n".join(data)
+        frame = SSEFrame(self._event, raw.decode("utf-8", "replace"))
         self._data = []
         self._data_size = 0
         self._event = None
+        return frame
 
     def _check_size(self) -> None:
         if self._partial_size + self._data_size > self._max:
