@@ -71,6 +71,8 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[SSEFrame]:
         """Consume ``data`` and return the frames it completed (possibly none)."""
+        if not data:
+            return []
         if self._skip_lf:
             self._skip_lf = False
             if data[:1] == b"\n":

@@ -64,7 +64,8 @@ def test_decode(raw: bytes, expected: list[SSEFrame]) -> None:
 def test_split_at_every_offset(raw: bytes, expected: list[SSEFrame]) -> None:
     for cut in range(len(raw) + 1):
         decoder = SSEDecoder()
-        frames = decoder.feed(raw[:cut]) + decoder.feed(raw[cut:]) + decoder.close()
+        frames = decoder.feed(raw[:cut]) + decoder.feed(b"") + decoder.feed(raw[cut:])
+        frames += decoder.close()
         assert frames == expected, f"split at {cut}"
 
 
@@ -84,6 +85,12 @@ def test_frames_are_returned_as_soon_as_complete() -> None:
     assert decoder.feed(b"data: b\r") == []
     assert decoder.feed(b"\r") == [F(None, "b")]
     assert decoder.feed(b"") == []
+
+
+def test_empty_feed_between_cr_and_lf() -> None:
+    decoder = SSEDecoder()
+    frames = decoder.feed(b"event: e\r") + decoder.feed(b"") + decoder.feed(b"\ndata: x\r\n\r\n")
+    assert frames == [F("e", "x")]
 
 
 @pytest.mark.parametrize(
