@@ -1,0 +1,102 @@
+"""Process lifecycle: the zero-config demo mode, and SIGTERM draining in-flight work on both
+surfaces before exiting 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+import grpc
+import httpx
+import pytest
+
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
+from tests.integration.helpers import WEATHER_TOOL, sidecar_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_zero_config_serves_the_demo_backend(sidecar_factory: Callable[..., Any]) -> None:
+    sidecar = sidecar_factory(None)  # no --config, no OPENAI_*/ANTHROPIC_* variables
+    lines = "\n".join(sidecar.log_lines())
+    assert '"event":"demo_mode"' in lines and "no real upstream is configured" in lines
+    with anthropic.Anthropic(base_url=sidecar.http_url, api_key="x", max_retries=0) as client:
+        message = client.messages.create(
+            model="claude-x", max_tokens=100, messages=[{"role": "user", "content": "ping"}]
+        )
+        assert "You said: ping" in message.content[0].text  # type: ignore[union-attr]
+        with client.messages.stream(
+            model="claude-x", max_tokens=100, messages=[{"role": "user", "content": "pong"}]
+        ) as stream:
+            assert "You said: pong" in "".join(stream.text_stream)
+        tool_call = client.messages.create(
+            model="claude-x",
+            max_tokens=100,
+            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "weather?"}],
+        )
+        assert tool_call.stop_reason == "tool_use"
+        assert tool_call.content[0].input == {"city": "demo"}  # type: ignore[union-attr]
+
+
+def test_sigterm_drains_in_flight_streams_and_exits_zero(
+    upstream: Any, sidecar_factory: Callable[..., Any]
+) -> None:
+    sidecar = sidecar_factory(sidecar_config(upstream.base_url))
+    slow = {"chunk_delay": 0.15, "text": "one two three four five six seven eight nine ten"}
+    upstream.control.script(slow, slow)
+    results: dict[str, Any] = {}
+    started = threading.Barrier(3)
+
+    def http_stream() -> None:
+        client = anthropic.Anthropic(base_url=sidecar.http_url, api_key="x", max_retries=0)
+        with (
+            client,
+            client.messages.stream(
+                model="x", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+            ) as stream,
+        ):
+            pieces = iter(stream.text_stream)
+            first = next(pieces)
+            started.wait(timeout=10)
+            results["http"] = first + "".join(pieces)
+
+    def grpc_stream() -> None:
+        with grpc.insecure_channel(sidecar.grpc_target) as channel:
+            stub = spb_grpc.MessagesServiceStub(channel)
+            request = spb.CreateMessageRequest(
+                model="x",
+                max_tokens=100,
+                messages=[
+                    pb.InputMessage(
+                        role=pb.ROLE_USER, content=[pb.ContentBlock(text=pb.TextBlock(text="hi"))]
+                    )
+                ],
+            )
+            responses = stub.StreamMessage(request)
+            kinds = [next(responses).WhichOneof("event")]
+            while kinds[-1] != "content_block_delta":
+                kinds.append(next(responses).WhichOneof("event"))
+            started.wait(timeout=10)
+            kinds.extend(e.WhichOneof("event") for e in responses)
+            results["grpc"] = kinds
+
+    threads = [threading.Thread(target=http_stream), threading.Thread(target=grpc_stream)]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=10)  # both streams have content on the wire
+    sidecar.signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=20)
+    assert results["http"] == "one two three four five six seven eight nine ten"
+    assert results["grpc"][-1] == "message_stop"
+    assert sidecar.wait(timeout=20) == 0
+    with pytest.raises(httpx.ConnectError):  # nothing listens any more
+        httpx.get(f"{sidecar.http_url}/healthz")
+    lines = "\n".join(sidecar.log_lines())
+    assert '"event":"draining"' in lines and '"event":"stopped"' in lines
