@@ -278,3 +278,30 @@ def test_a_stream_cut_anywhere_before_finish_reason_is_incomplete(
     with pytest.raises(UpstreamError) as info:
         translator.finish()
     assert info.value.kind is FailureKind.INCOMPLETE
+
+
+def test_fragments_for_a_stopped_call_are_dropped_and_noted() -> None:
+    notes: list[str] = []
+    t = OpenAIStreamTranslator(message_id=MESSAGE_ID, model=MODEL, notes=notes)
+    events: list[StreamEvent] = []
+    for chunk in (
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}}
+                        ]
+                    }
+                }
+            ]
+        },
+        {"choices": [{"delta": {"content": "text stops the tool block"}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": " "}}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+    ):
+        events += t.feed(orjson.dumps(chunk))
+    events += t.finish()
+    assert_valid(events)
+    assert notes == ["tool_use.input"]
+    assert sdk_message(events).content[0].type == "tool_use"
