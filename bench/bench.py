@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import resource
 import socket
 import statistics
@@ -116,6 +117,21 @@ def machine_busy_seconds() -> float:
         fields = [int(x) for x in f.readline().split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def mock_accepts(port: int) -> int:
+    """Connections nginx has accepted so far (``stub_status``), or -1."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: mock\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+    except OSError:
+        return -1
+    # "Active connections: 1 \nserver accepts handled requests\n 5 5 9 \n..."
+    match = re.search(rb"accepts handled requests\s+(\d+)", data)
+    return int(match.group(1)) if match else -1
 
 
 def self_cpu_seconds() -> float:
@@ -462,6 +478,7 @@ async def measure(
     cpu0 = proc_cpu_seconds(setup.sidecar_pid)
     self0 = self_cpu_seconds()
     mock0 = pids_cpu_seconds(setup.mock_pids)
+    accepts0 = mock_accepts(setup.mock_port)
     busy0 = machine_busy_seconds()
     channel: grpc.aio.Channel | None = None
     if target == "grpc":
@@ -492,6 +509,9 @@ async def measure(
     client_cpu = self_cpu_seconds() - self0
     mock_cpu = pids_cpu_seconds(setup.mock_pids) - mock0
     other_cpu = machine_busy_seconds() - busy0 - cpu - client_cpu - mock_cpu
+    accepts1 = mock_accepts(setup.mock_port)
+    # nginx's own count includes the /status request that read accepts0
+    upstream_conns = accepts1 - accepts0 - 1 if min(accepts0, accepts1) >= 0 else None
     totals, ttfbs = sorted(rec.totals), sorted(rec.ttfbs)
 
     def ms(v: float | None) -> float | None:
@@ -521,6 +541,14 @@ async def measure(
         "sidecar_cpu_pct": round(100 * cpu / wall, 1) if on_sidecar else None,
         "client_cpu_pct": round(100 * client_cpu / wall, 1),
         "mock_cpu_pct": round(100 * mock_cpu / wall, 1),
+        # connections the mock accepted during the run: the sidecar's upstream connections
+        # (for `direct`, the load generator's own); ~0 per request means keep-alive reuse
+        "mock_connections": upstream_conns,
+        "mock_conns_per_req": (
+            round(upstream_conns / rec.completed, 3)
+            if upstream_conns is not None and rec.completed
+            else None
+        ),
         # everything else on the machine (other processes, kernel threads): the noise indicator
         "other_cpu_pct": round(max(0.0, 100 * other_cpu / wall), 1),
     }
@@ -558,6 +586,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[
                 "sidecar_cpu_pct",
                 "client_cpu_pct",
                 "other_cpu_pct",
+                "mock_conns_per_req",
             )
         }
         agg["errors"] = sum(r["errors"] for r in rows)
@@ -578,9 +607,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[
 def render(summary: dict[tuple[str, int, str], dict[str, Any]]) -> str:
     lines = [
         "| mode | C | target | events | rps | p50 ms | p99 ms | ttfb p50 ms | added p50 ms |"
-        " sidecar CPU ms/req | sidecar CPU % | client CPU % | other CPU % | errors |"
-        " p50 spread ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " sidecar CPU ms/req | sidecar CPU % | client CPU % | other CPU % | upstream conns/req |"
+        " errors | p50 spread ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (mode, conc, target), a in summary.items():
         lines.append(
@@ -588,7 +617,7 @@ def render(summary: dict[tuple[str, int, str], dict[str, Any]]) -> str:
             f" {_fmt(a['p50_ms'])} | {_fmt(a['p99_ms'])} | {_fmt(a['ttfb_p50_ms'])} |"
             f" {_fmt(a['added_p50_ms'])} | {_fmt(a['sidecar_cpu_ms_per_req'])} |"
             f" {_fmt(a['sidecar_cpu_pct'], 0)} | {_fmt(a['client_cpu_pct'], 0)} |"
-            f" {_fmt(a['other_cpu_pct'], 0)} |"
+            f" {_fmt(a['other_cpu_pct'], 0)} | {_fmt(a['mock_conns_per_req'], 2)} |"
             f" {a['errors']} | {_fmt(a['spread'])} |"
         )
     return "\n".join(lines)
@@ -694,7 +723,10 @@ def cmd_hotspots(args: argparse.Namespace) -> None:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        # "func (path/file.py:LINE)" -> "func (path/file.py)": one row per function
+        frames = [
+            re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if not f.startswith("process ")
+        ]
         if not frames:
             continue
         total += count
@@ -703,7 +735,16 @@ def cmd_hotspots(args: argparse.Namespace) -> None:
             inclusive[frame] = inclusive.get(frame, 0) + count
     if not total:
         raise SystemExit(f"bench: no samples in {args.profile}")
-    for title, table in (("self", own), ("inclusive", inclusive)):
+    roots = max(inclusive.values())
+    inclusive = {f: c for f, c in inclusive.items() if c < roots}  # drop main(), loop.run...
+    by_package: dict[str, int] = {}
+    for frame, count in own.items():
+        match = re.search(r"\((.*)\)$", frame)
+        where = match.group(1) if match else frame
+        package = where.split("/")[0].removesuffix(".py") if "/" in where else where
+        by_package[package] = by_package.get(package, 0) + count
+    tables = (("self", own), ("inclusive", inclusive), ("self by package", by_package))
+    for title, table in tables:
         print(f"\n{title} time, top {args.top} of {total} samples:")
         for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[: args.top]:
             print(f"  {100 * count / total:5.1f}%  {frame}")
@@ -779,6 +820,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     summary = summarize(results)
     table = render(summary)
     notes = verdicts(summary, args.long_chunks)
+    for (mode, conc, target), agg in summary.items():
+        conns = agg.get("mock_conns_per_req")
+        if target != "direct" and conns is not None and conns > 0.2:
+            notes.append(
+                f"- {target} {mode} C={conc}: {conns:.2f} new upstream connections per request"
+                " (upstream keep-alive is not reused)"
+            )
     busiest = max((r["other_cpu_pct"] for r in results), default=0.0)
     if busiest > 10:
         notes.append(

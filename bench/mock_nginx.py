@@ -1,7 +1,8 @@
 """Write the nginx configuration of the benchmark's mock upstream (OpenAI-compatible, canned).
 
 Three ports on 127.0.0.1, each answering any POST with fixed bytes (the request is not read
-beyond what nginx needs), plus ``GET /health``:
+beyond what nginx needs), plus ``GET /health`` and ``GET /status`` (nginx ``stub_status``: its
+``accepts`` counter tells how many upstream connections the sidecar opened):
 
     BASE+0  ``chat.completion`` JSON
     BASE+1  ``chat.completion.chunk`` SSE: role chunk, 10 content chunks, finish chunk,
@@ -102,6 +103,7 @@ def _server(port: int, content_type: str, body: str, njs_function: str) -> str:
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /health {{ default_type text/plain; return 200 'ok'; }}
+        location = /status {{ stub_status; }}
         location / {{
             add_header Cache-Control no-cache;
             {content}
