@@ -1,0 +1,65 @@
+"""The import boundaries of DESIGN.md, held by importing each layer in a fresh interpreter and
+looking at what got loaded: arrows point down only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SURFACES = ("sidecar.http_api", "sidecar.grpc_api")
+CONCRETE_BACKENDS = (
+    "sidecar.backends.openai",
+    "sidecar.backends.anthropic",
+    "sidecar.backends.http",
+)
+
+LAYERS = [
+    pytest.param(
+        "sidecar.translate.openai_stream",
+        ("httpx", "grpc", "uvicorn", "asyncio", "sidecar.engine", "sidecar.backends", *SURFACES),
+        id="translate-is-pure",
+    ),
+    pytest.param(
+        "sidecar.engine.engine",
+        ("httpx", "grpc", "uvicorn", "sidecar.config", *CONCRETE_BACKENDS, *SURFACES),
+        id="engine-knows-only-the-backend-protocol",
+    ),
+    pytest.param(
+        "sidecar.backends.openai",
+        ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
+        id="backends-below-the-engine",
+    ),
+    pytest.param(
+        "sidecar.http_api.app",
+        ("grpc", "httpx", "sidecar.config", "sidecar.grpc_api", *CONCRETE_BACKENDS),
+        id="http-surface-never-calls-a-backend",
+    ),
+    pytest.param(
+        "sidecar.grpc_api.server",
+        ("uvicorn", "httpx", "sidecar.config", "sidecar.http_api", *CONCRETE_BACKENDS),
+        id="grpc-surface-never-calls-a-backend",
+    ),
+    pytest.param(
+        "sidecar.model", ("sidecar.errors", "sidecar.engine", "httpx"), id="model-is-a-leaf"
+    ),
+    pytest.param("sidecar.errors", ("sidecar.model", "grpc", "httpx"), id="errors-is-a-leaf"),
+]
+
+
+@pytest.mark.parametrize(("module", "forbidden"), LAYERS)
+def test_layer_imports(module: str, forbidden: tuple[str, ...]) -> None:
+    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = json.loads(out)
+    bad = sorted(
+        name for name in loaded for f in forbidden if name == f or name.startswith(f + ".")
+    )
+    assert not bad, f"{module} loads {bad}"
