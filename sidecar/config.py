@@ -120,7 +120,7 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         path, problem = _msgspec_path(exc)
         raise ConfigError(f"{source}: {path.lstrip('.') or '(top level)'}: {problem}") from None
 
-    base_policy = _policy(raw.policy, f"{source}: policy")
+    _policy(raw.policy, f"{source}: policy")  # errors in the top-level policy name it
     if not raw.backends:
         raise ConfigError(f"{source}: backends: at least one backend is required")
     # Converted one by one so that an error names the entry (msgspec says `[...]` for dict keys).
@@ -151,13 +151,22 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
                     f"{source}: chains.{name}[{i}].backend: unknown backend "
                     f"{target.backend!r} (configured: {known})"
                 )
-        policy = _policy(
-            {**msgspec.structs.asdict(base_policy), **overrides}, f"{source}: chains.{name}.policy"
-        )
+        merged = {**raw.policy, **overrides}
+        if isinstance(raw.policy.get("breaker"), dict) and isinstance(
+            overrides.get("breaker"), dict
+        ):
+            merged["breaker"] = {**raw.policy["breaker"], **overrides["breaker"]}
+        policy = _policy(merged, f"{source}: chains.{name}.policy")
         chains[name] = Chain(name=name, targets=tuple(targets), policy=policy)
     if "default" not in chains:
         raise ConfigError(f"{source}: chains: a chain named `default` is required")
 
+    for name, chain in chains.items():
+        overflow = chain.policy.on_context_overflow
+        if overflow is not None and overflow not in chains:
+            raise ConfigError(
+                f"{source}: chains.{name}.policy.on_context_overflow: unknown chain {overflow!r}"
+            )
     for i, route in enumerate(raw.routes):
         if route.chain not in chains:
             raise ConfigError(f"{source}: routes[{i}].chain: unknown chain {route.chain!r}")

@@ -187,9 +187,13 @@ class UpstreamError(SidecarError):
         status: int | None = None,
         retry_after: float | None = None,
         error_type: str | None = None,
+        context_overflow: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
+        # The upstream said the prompt does not fit its context window (a 400 that a chain's
+        # ``on_context_overflow`` may answer by moving to a larger model).
+        self.context_overflow = context_overflow
         self.backend = backend
         self.status = status
         self._retry_after = retry_after

@@ -58,7 +58,6 @@ class AnthropicBackend:
         self._version = config.anthropic_version
         self._client = make_client(
             config.base_url,
-            connect_timeout=config.connect_timeout,
             max_connections=config.max_connections,
             headers=headers,
         )
@@ -80,7 +79,9 @@ class AnthropicBackend:
         request = msgspec.structs.replace(call.request, model=model, stream=stream or None)
         return json_encoder.encode(request)
 
-    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+    async def create(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> Message:
         content = await post_json(
             self._client,
             self.name,
@@ -88,6 +89,7 @@ class AnthropicBackend:
             self._body(call, model, stream=False),
             self._headers(call),
             error_from_anthropic,
+            connect_timeout,
         )
         try:
             return message_decoder.decode(content)
@@ -99,7 +101,7 @@ class AnthropicBackend:
             ) from None
 
     async def stream(
-        self, call: Call, model: str, notes: list[str]
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[StreamEvent, None]:
         frames = post_sse(
             self._client,
@@ -108,6 +110,7 @@ class AnthropicBackend:
             self._body(call, model, stream=True),
             self._headers(call),
             error_from_anthropic,
+            connect_timeout,
         )
         try:
             async for frame in frames:

@@ -23,11 +23,15 @@ class Backend(Protocol):
     name: str  # the configured name (``primary``); used in metadata, logs, metrics
     kind: str  # ``openai``, ``anthropic``, ``demo``
 
-    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+    async def create(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> Message:
         """The whole answer for ``call`` from upstream ``model``."""
         ...
 
-    def stream(self, call: Call, model: str, notes: list[str]) -> AsyncGenerator[StreamEvent, None]:
+    def stream(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> AsyncGenerator[StreamEvent, None]:
         """The answer as Anthropic stream events; an async generator, closed by the engine."""
         ...
 

@@ -96,7 +96,9 @@ class DemoBackend:
     def __init__(self, name: str, config: BackendSettings) -> None:
         self.name = name
 
-    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+    async def create(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float = 0.0
+    ) -> Message:
         block, stop = _answer(call.request)
         output = len(block.text.split()) if isinstance(block, TextBlock) else 8
         return Message(
@@ -108,7 +110,7 @@ class DemoBackend:
         )
 
     async def stream(
-        self, call: Call, model: str, notes: list[str]
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float = 0.0
     ) -> AsyncGenerator[StreamEvent, None]:
         message = await self.create(call, model, notes)
         block = message.content[0]

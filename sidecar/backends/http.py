@@ -19,12 +19,12 @@ from sidecar.translate.sse import SSEDecoder, SSEFrame
 
 
 def make_client(
-    base_url: str, *, connect_timeout: float, max_connections: int, headers: Mapping[str, str]
+    base_url: str, *, max_connections: int, headers: Mapping[str, str]
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         headers=dict(headers),
-        timeout=httpx.Timeout(None, connect=connect_timeout),
+        timeout=httpx.Timeout(None, connect=DEFAULT_CONNECT_TIMEOUT),
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
@@ -68,6 +68,7 @@ def map_httpx_errors(backend: str) -> Iterator[None]:
         ) from exc
 
 
+DEFAULT_CONNECT_TIMEOUT = 10.0
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
 
@@ -78,10 +79,12 @@ async def post_json(
     body: bytes,
     headers: Mapping[str, str],
     to_error: ErrorMapper,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> bytes:
     """POST ``body``; the response bytes on 2xx, else the upstream error mapped by ``to_error``."""
+    timeout = httpx.Timeout(None, connect=connect_timeout)
     with map_httpx_errors(backend):
-        response = await client.post(path, content=body, headers=headers)
+        response = await client.post(path, content=body, headers=headers, timeout=timeout)
     if response.status_code >= 400:
         raise _with_backend(
             to_error(response.status_code, response.content, response.headers), backend
@@ -96,13 +99,15 @@ async def post_sse(
     body: bytes,
     headers: Mapping[str, str],
     to_error: ErrorMapper,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> AsyncGenerator[SSEFrame | None, None]:
     """POST ``body`` and yield each SSE frame; ``None`` once the body ended.
 
     The trailing ``None`` lets the caller tell a clean end of the body from a cut connection
     (which raises instead). Closing this generator closes the upstream connection.
     """
-    request = client.build_request("POST", path, content=body, headers=headers)
+    timeout = httpx.Timeout(None, connect=connect_timeout)
+    request = client.build_request("POST", path, content=body, headers=headers, timeout=timeout)
     with map_httpx_errors(backend):
         response = await client.send(request, stream=True)
     try:

@@ -39,7 +39,6 @@ class OpenAIBackend:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._client = make_client(
             config.base_url,
-            connect_timeout=config.connect_timeout,
             max_connections=config.max_connections,
             headers=headers,
         )
@@ -54,7 +53,9 @@ class OpenAIBackend:
     def _headers(self, call: Call) -> dict[str, str]:
         return {"x-request-id": call.request_id}
 
-    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+    async def create(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> Message:
         body = to_openai_request(
             call.request, model, stream=False, options=self._options, notes=notes
         )
@@ -65,13 +66,14 @@ class OpenAIBackend:
             orjson.dumps(body),
             self._headers(call),
             error_from_openai,
+            connect_timeout,
         )
         return from_openai_response(
             content, message_id=new_message_id(), model=call.request.model, notes=notes
         )
 
     async def stream(
-        self, call: Call, model: str, notes: list[str]
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[StreamEvent, None]:
         body = to_openai_request(
             call.request, model, stream=True, options=self._options, notes=notes
@@ -88,6 +90,7 @@ class OpenAIBackend:
             orjson.dumps(body),
             self._headers(call),
             error_from_openai,
+            connect_timeout,
         )
         try:
             async for frame in frames:

@@ -17,7 +17,6 @@ class BackendSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api_key: str = ""
     headers: dict[str, str] = {}
     max_connections: int = 100
-    connect_timeout: float = 10.0
     # OpenAI-compatible dialect switches (driven by config rather than guessed from names).
     max_completion_tokens: bool = False  # send max_completion_tokens (o-series) not max_tokens
     system_role: Literal["system", "developer"] = "system"

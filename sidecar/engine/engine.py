@@ -1,10 +1,16 @@
 """The fallback engine: one generic loop over the ordered targets of a chain.
 
-For each request the engine picks a chain (``x-anyllm-chain``, else routing by model), then
-tries its targets in order. Each attempt gets ``min(attempt_timeout, what is left of the
-request's budget)``; a failure that ``Policy`` says moves on (connection errors, timeouts, 408,
-429, 5xx, a broken stream) goes to the next target, any other failure stops the chain and is
-returned as is. When every target failed the last error is raised as ``ChainExhaustedError``.
+For each request the engine picks a chain (``x-anyllm-chain``, else routing by model) and runs
+``_run``: targets in order, skipping those whose circuit breaker is open (when all are open, the
+one closest to recovery is still tried). Each attempt gets ``min(attempt_timeout, what is left
+of the request's budget)``. ``classify`` decides what a failure means: move on (connection
+errors, timeouts, 408/429/5xx, broken streams), stop (any other status: returned as is), or go
+to the chain's ``on_context_overflow`` chain. A failure that moves on is first retried on the
+same target while the policy allows (backoff with full jitter, or the upstream's Retry-After
+when it fits). When every target failed, the last error is raised as ``ChainExhaustedError``.
+
+What an attempt *is* differs per call kind and is passed to the loop as a function: a whole
+message (``create``), a stream up to its commit point (``open_stream``), a token count.
 
 Streams have a commit point: the engine reads an attempt's events, holding back
 ``message_start``, pings and empty block starts, until the first real content event (or a
@@ -14,15 +20,19 @@ pre-commit failure with a proper status. After it nothing is retried: ``EngineSt
 the failure (idle timeout, cut, in-band error) for the surface to end the stream explicitly.
 
 Every request fills an ``Outcome`` (attempts, who answered, exhausted); errors carry its
-metadata so both surfaces can report it.
+metadata so both surfaces can report it. Backoff sleeps, the breakers' clock and the jitter are
+injectable so tests run without real waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
+from typing import TypeVar
 
 from sidecar.backends.base import Backend
 from sidecar.errors import (
@@ -43,18 +53,16 @@ from sidecar.model import (
     is_content_event,
 )
 
+from .breaker import Breakers
+from .classify import Verdict, classify, retry_delay
 from .outcome import Attempt, Outcome
-from .policy import Chain, Routes, Target
+from .policy import Chain, Policy, Routes, Target
 from .validation import check_request
 
-
-def moves_on(error: SidecarError, move_on: tuple[int, ...]) -> bool:
-    """Whether the engine may try the next target after ``error`` (the classification)."""
-    if not isinstance(error, UpstreamError):
-        return False
-    if error.kind is FailureKind.STATUS:
-        return error.status is not None and error.status in move_on
-    return error.kind is not FailureKind.CANCELLED
+T = TypeVar("T")
+Events = AsyncGenerator[StreamEvent, None]
+# One attempt: (backend, target, policy, notes, attempt_end, deadline) -> result.
+AttemptFn = Callable[[Backend, Target, Policy, list[str], float, float], Awaitable[T]]
 
 
 class Engine:
@@ -63,9 +71,15 @@ class Engine:
         *,
         backends: Mapping[str, Backend],
         routes: Routes,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._backends = backends
         self._routes = routes
+        self._sleep = sleep
+        self._jitter = jitter
+        self.breakers = Breakers(clock)
 
     # ------------------------------------------------------------------ routing
 
@@ -85,21 +99,113 @@ class Engine:
         """Names a caller can put in ``model`` to pick a chain (for ``/v1/models``)."""
         return sorted(self._routes.chains)
 
-    # ------------------------------------------------------------------ attempts
+    # ------------------------------------------------------------------ the loop
 
-    @staticmethod
-    def _deadline(call: Call, timeout: float) -> float:
-        own = asyncio.get_running_loop().time() + timeout
-        return own if call.deadline is None else min(call.deadline, own)
+    def _pick(self, queue: list[Target], outcome: Outcome) -> Target:
+        """The next target: the first whose breaker lets it through, else the nearest to it."""
+        for i, target in enumerate(queue):
+            if self.breakers.wait_time(target.label) == 0.0:
+                outcome.skipped.extend(t.label for t in queue[:i])
+                del queue[: i + 1]
+                return target
+        best = min(queue, key=lambda t: self.breakers.wait_time(t.label))
+        queue.remove(best)
+        return best
 
-    def _fail(self, outcome: Outcome, error: SidecarError) -> SidecarError:
-        error.metadata = outcome.metadata()
+    async def _run(
+        self,
+        model: str,
+        chain_name: str | None,
+        deadline: float | None,
+        request_id: str,
+        attempt: AttemptFn[T],
+    ) -> tuple[T, Outcome]:
+        chain = self._chain_for(model, chain_name)
+        policy = chain.policy
+        outcome = Outcome(request_id=request_id, chain=chain.name)
+        loop = asyncio.get_running_loop()
+        own = loop.time() + policy.timeout
+        deadline = own if deadline is None else min(deadline, own)
+        queue = list(chain.targets)
+        overflowed = False
+        last: SidecarError | None = None
+        while queue:
+            target = self._pick(queue, outcome)
+            backend = self._backends[target.backend]
+            retries = 0
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    raise self._fail(
+                        outcome, last, DeadlineExceededError("the request's time budget ran out")
+                    )
+                self.breakers.acquire(target.label)
+                notes: list[str] = []
+                try:
+                    result = await attempt(
+                        backend,
+                        target,
+                        policy,
+                        notes,
+                        min(now + policy.attempt_timeout, deadline),
+                        deadline,
+                    )
+                except SidecarError as exc:
+                    self._record(outcome, target, now, exc)
+                    if isinstance(exc, DeadlineExceededError):
+                        self.breakers.release(target.label)
+                        raise self._fail(outcome, last, exc) from None
+                    verdict = classify(exc, policy)
+                    if verdict is Verdict.STOP:
+                        self.breakers.release(target.label)
+                        raise self._fail(outcome, None, exc) from None
+                    self.breakers.failure(
+                        target.label,
+                        threshold=policy.breaker.failures,
+                        cooldown=policy.breaker.cooldown,
+                    )
+                    last = exc
+                    if verdict is Verdict.OVERFLOW and not overflowed:
+                        overflowed = True
+                        bigger = self._routes.chains[policy.on_context_overflow or ""]
+                        queue, policy = list(bigger.targets), bigger.policy
+                        outcome.degradations.append(f"context_overflow:{bigger.name}")
+                        break
+                    delay = retry_delay(
+                        exc, retries, policy, deadline - loop.time(), self._jitter()
+                    )
+                    if delay is None:
+                        break
+                    retries += 1
+                    await self._sleep(delay)
+                    continue
+                except BaseException:
+                    self.breakers.release(target.label)  # cancelled: no verdict on the target
+                    raise
+                self.breakers.success(target.label)
+                self._record(outcome, target, now, None)
+                outcome.answered_by = backend.name
+                outcome.degradations.extend(notes)
+                return result, outcome
+        raise self._fail(outcome, last, None)
+
+    def _fail(
+        self, outcome: Outcome, last: SidecarError | None, error: SidecarError | None
+    ) -> SidecarError:
+        """The error to raise, with the outcome's metadata attached."""
+        if error is None:
+            if last is None:  # every target was skipped and none could be tried
+                error = DeadlineExceededError("the request's time budget ran out")
+            else:
+                outcome.exhausted = True
+                error = ChainExhaustedError(last, len(outcome.attempts))
+        error.metadata = outcome.error_metadata()
         return error
 
+    @staticmethod
     def _record(
-        self, outcome: Outcome, target: Target, started: float, error: SidecarError | None
+        outcome: Outcome, target: Target, started: float, error: SidecarError | None
     ) -> None:
-        elapsed = asyncio.get_running_loop().time() - started
         if error is None:
             kind, status = "ok", None
         elif isinstance(error, UpstreamError):
@@ -112,184 +218,126 @@ class Engine:
                 backend=target.backend,
                 outcome=kind,
                 status=status,
-                duration=elapsed,
+                duration=asyncio.get_running_loop().time() - started,
             )
         )
 
+    # ------------------------------------------------------------------ call kinds
+
     async def create(self, call: Call) -> tuple[Message, Outcome]:
         check_request(call.request)
-        chain = self._chain_for(call.request.model, call.chain)
-        policy = chain.policy
-        outcome = Outcome(request_id=call.request_id, chain=chain.name)
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline(call, policy.timeout)
-        last: SidecarError | None = None
-        for target in chain.targets:
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            backend = self._backends[target.backend]
-            notes: list[str] = []
-            started = loop.time()
-            budget = min(policy.attempt_timeout, left)
+
+        async def attempt(
+            backend: Backend,
+            target: Target,
+            policy: Policy,
+            notes: list[str],
+            end: float,
+            deadline: float,
+        ) -> Message:
+            model = target.model or call.request.model
             try:
-                async with asyncio.timeout(budget):
-                    message = await backend.create(call, target.model or call.request.model, notes)
-            except TimeoutError:
-                if budget >= left:
-                    last = DeadlineExceededError(
-                        f"the request's time budget ran out while waiting for {backend.name}"
+                async with asyncio.timeout_at(end):
+                    return await backend.create(
+                        call, model, notes, connect_timeout=policy.connect_timeout
                     )
-                    self._record(outcome, target, started, last)
-                    break
-                last = UpstreamError(
-                    f"{backend.name} did not answer within {budget:g} s",
-                    kind=FailureKind.READ_TIMEOUT,
-                    backend=backend.name,
-                )
-                self._record(outcome, target, started, last)
-                continue
-            except SidecarError as exc:
-                self._record(outcome, target, started, exc)
-                if not moves_on(exc, policy.move_on):
-                    raise self._fail(outcome, exc) from None
-                last = exc
-                continue
-            self._record(outcome, target, started, None)
-            outcome.answered_by = backend.name
-            outcome.degradations.extend(notes)
-            return message, outcome
-        raise self._exhausted(outcome, last)
+            except TimeoutError:
+                raise _timeout(backend.name, end, deadline, FailureKind.READ_TIMEOUT) from None
 
-    def _exhausted(self, outcome: Outcome, last: SidecarError | None) -> SidecarError:
-        if last is None or isinstance(last, DeadlineExceededError):
-            error: SidecarError = last or DeadlineExceededError(
-                "the request's time budget ran out before an upstream could be tried"
-            )
-            return self._fail(outcome, error)
-        outcome.exhausted = True
-        return self._fail(outcome, ChainExhaustedError(last, len(outcome.attempts)))
-
-    # ------------------------------------------------------------------ streams
+        return await self._run(
+            call.request.model, call.chain, call.deadline, call.request_id, attempt
+        )
 
     async def open_stream(self, call: Call) -> EngineStream:
         """Try targets until one stream commits; raise if none does."""
         check_request(call.request)
-        chain = self._chain_for(call.request.model, call.chain)
-        policy = chain.policy
-        outcome = Outcome(request_id=call.request_id, chain=chain.name)
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline(call, policy.timeout)
-        last: SidecarError | None = None
-        for target in chain.targets:
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            backend = self._backends[target.backend]
-            notes: list[str] = []
-            started = loop.time()
-            events = backend.stream(call, target.model or call.request.model, notes)
-            attempt_end = started + min(policy.attempt_timeout, left)
-            ttft_end = min(started + policy.ttft_timeout, attempt_end)
+
+        async def attempt(
+            backend: Backend,
+            target: Target,
+            policy: Policy,
+            notes: list[str],
+            end: float,
+            deadline: float,
+        ) -> tuple[Events, list[StreamEvent], float, Policy, str]:
+            events = backend.stream(
+                call,
+                target.model or call.request.model,
+                notes,
+                connect_timeout=policy.connect_timeout,
+            )
+            ttft_end = min(asyncio.get_running_loop().time() + policy.ttft_timeout, end)
             held: list[StreamEvent] = []
             try:
-                await self._until_commit(events, held, ttft_end, deadline, backend.name)
-            except BaseException as exc:
+                await _until_commit(events, held, ttft_end, deadline, backend.name)
+            except BaseException:
                 await _close_quietly(events)
-                if not isinstance(exc, SidecarError):
-                    raise
-                self._record(outcome, target, started, exc)
-                if isinstance(exc, DeadlineExceededError):
-                    last = exc
-                    break
-                if not moves_on(exc, policy.move_on):
-                    raise self._fail(outcome, exc) from None
-                last = exc
-                continue
-            self._record(outcome, target, started, None)
-            outcome.answered_by = backend.name
-            outcome.degradations.extend(notes)
-            return EngineStream(
-                events,
-                held,
-                outcome,
-                idle_timeout=policy.idle_timeout,
-                attempt_end=attempt_end,
-                backend=backend.name,
-                fail=self._fail,
-            )
-        raise self._exhausted(outcome, last)
+                raise
+            return events, held, end, policy, backend.name
 
-    @staticmethod
-    async def _until_commit(
-        events: AsyncGenerator[StreamEvent, None],
-        held: list[StreamEvent],
-        ttft_end: float,
-        deadline: float,
-        backend: str,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                async with asyncio.timeout_at(ttft_end):
-                    event = await anext(events)
-            except TimeoutError:
-                if loop.time() >= deadline:
-                    raise DeadlineExceededError(
-                        f"the request's time budget ran out while waiting for {backend}"
-                    ) from None
-                raise UpstreamError(
-                    f"{backend} sent no content in time (time to first token)",
-                    kind=FailureKind.TTFT_TIMEOUT,
-                    backend=backend,
-                ) from None
-            except StopAsyncIteration:
-                raise UpstreamError(
-                    f"{backend} ended the stream before any content",
-                    kind=FailureKind.INCOMPLETE,
-                    backend=backend,
-                ) from None
-            held.append(event)
-            if is_content_event(event) or isinstance(event, MessageStop):
-                return
-
-    # ------------------------------------------------------------------ tokens
+        (events, held, end, policy, name), outcome = await self._run(
+            call.request.model, call.chain, call.deadline, call.request_id, attempt
+        )
+        return EngineStream(
+            events, held, outcome, idle_timeout=policy.idle_timeout, attempt_end=end, backend=name
+        )
 
     async def count_tokens(
         self, request: CountTokensRequest, *, chain: str | None, request_id: str
     ) -> tuple[TokenCount, Outcome]:
         check_request(request)
-        picked = self._chain_for(request.model, chain)
-        policy = picked.policy
-        outcome = Outcome(request_id=request_id, chain=picked.name)
-        loop = asyncio.get_running_loop()
-        last: SidecarError | None = None
-        for target in picked.targets:
-            backend = self._backends[target.backend]
-            started = loop.time()
+
+        async def attempt(
+            backend: Backend,
+            target: Target,
+            policy: Policy,
+            notes: list[str],
+            end: float,
+            deadline: float,
+        ) -> TokenCount:
             try:
-                async with asyncio.timeout(policy.attempt_timeout):
+                async with asyncio.timeout_at(end):
                     count = await backend.count_tokens(request, target.model or request.model)
             except TimeoutError:
-                last = UpstreamError(
-                    f"{backend.name} did not count in time",
-                    kind=FailureKind.READ_TIMEOUT,
-                    backend=backend.name,
-                )
-                self._record(outcome, target, started, last)
-                continue
-            except SidecarError as exc:
-                self._record(outcome, target, started, exc)
-                if not moves_on(exc, policy.move_on):
-                    raise self._fail(outcome, exc) from None
-                last = exc
-                continue
-            self._record(outcome, target, started, None)
-            outcome.answered_by = backend.name
+                raise _timeout(backend.name, end, deadline, FailureKind.READ_TIMEOUT) from None
             if count.estimated:
-                outcome.degradations.append("count_tokens.estimated")
-            return count, outcome
-        raise self._exhausted(outcome, last)
+                notes.append("count_tokens.estimated")
+            return count
+
+        return await self._run(request.model, chain, None, request_id, attempt)
+
+
+def _timeout(backend: str, end: float, deadline: float, kind: FailureKind) -> SidecarError:
+    if end >= deadline:
+        return DeadlineExceededError(
+            f"the request's time budget ran out while waiting for {backend}"
+        )
+    what = (
+        "sent no content in time (time to first token)"
+        if kind is FailureKind.TTFT_TIMEOUT
+        else ("did not answer within the attempt timeout")
+    )
+    return UpstreamError(f"{backend} {what}", kind=kind, backend=backend)
+
+
+async def _until_commit(
+    events: Events, held: list[StreamEvent], ttft_end: float, deadline: float, backend: str
+) -> None:
+    while True:
+        try:
+            async with asyncio.timeout_at(ttft_end):
+                event = await anext(events)
+        except TimeoutError:
+            raise _timeout(backend, ttft_end, deadline, FailureKind.TTFT_TIMEOUT) from None
+        except StopAsyncIteration:
+            raise UpstreamError(
+                f"{backend} ended the stream before any content",
+                kind=FailureKind.INCOMPLETE,
+                backend=backend,
+            ) from None
+        held.append(event)
+        if is_content_event(event) or isinstance(event, MessageStop):
+            return
 
 
 class EngineStream:
@@ -297,14 +345,13 @@ class EngineStream:
 
     def __init__(
         self,
-        events: AsyncGenerator[StreamEvent, None],
+        events: Events,
         held: list[StreamEvent],
         outcome: Outcome,
         *,
         idle_timeout: float,
         attempt_end: float,
         backend: str,
-        fail: Callable[[Outcome, SidecarError], SidecarError],
     ) -> None:
         self.outcome = outcome
         self._events = events
@@ -312,20 +359,23 @@ class EngineStream:
         self._idle_timeout = idle_timeout
         self._attempt_end = attempt_end
         self._backend = backend
-        self._fail = fail
         self._iterator = self._run()
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._iterator
 
+    def _fail(self, error: SidecarError) -> SidecarError:
+        error.metadata = self.outcome.error_metadata()
+        return error
+
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
         async with aclosing(self._events):
-            for event in self._held:
+            held, self._held = self._held, []
+            for event in held:
                 yield event
-            if isinstance(self._held[-1], MessageStop):
+            if isinstance(held[-1], MessageStop):
                 return
-            self._held = []
             while True:
                 when = min(loop.time() + self._idle_timeout, self._attempt_end)
                 try:
@@ -333,26 +383,25 @@ class EngineStream:
                         event = await anext(self._events)
                 except StopAsyncIteration:
                     raise self._fail(
-                        self.outcome,
                         UpstreamError(
                             f"{self._backend} ended the stream early",
                             kind=FailureKind.INCOMPLETE,
                             backend=self._backend,
-                        ),
+                        )
                     ) from None
                 except TimeoutError:
+                    stalled = when < self._attempt_end
                     raise self._fail(
-                        self.outcome,
                         UpstreamError(
                             f"{self._backend} stalled: no event within {self._idle_timeout:g} s"
-                            if when < self._attempt_end
+                            if stalled
                             else f"{self._backend} did not finish within the attempt timeout",
-                            kind=FailureKind.IDLE_TIMEOUT,
+                            kind=FailureKind.IDLE_TIMEOUT if stalled else FailureKind.READ_TIMEOUT,
                             backend=self._backend,
-                        ),
+                        )
                     ) from None
                 except SidecarError as exc:
-                    raise self._fail(self.outcome, exc) from None
+                    raise self._fail(exc) from None
                 yield event
                 if isinstance(event, MessageStop):
                     return
@@ -362,7 +411,7 @@ class EngineStream:
         await _close_quietly(self._events)
 
 
-async def _close_quietly(events: AsyncGenerator[StreamEvent, None]) -> None:
+async def _close_quietly(events: Events) -> None:
     # Closing a failed upstream must not mask the error that made us close it.
     with contextlib.suppress(Exception):
         await events.aclose()

@@ -16,6 +16,7 @@ DEGRADATION_KEY = "x-anyllm-degradation"
 EXHAUSTED_KEY = "x-anyllm-fallback-exhausted"
 CHAIN_KEY = "x-anyllm-chain"
 REQUEST_ID_KEY = "x-request-id"
+SHOULD_RETRY_KEY = "x-should-retry"
 
 
 @dataclasses.dataclass(slots=True)
@@ -35,6 +36,7 @@ class Outcome:
     answered_by: str | None = None  # backend name
     exhausted: bool = False
     degradations: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)  # targets with an open breaker
 
     def metadata(self) -> list[tuple[str, str]]:
         """Headers / gRPC metadata describing this outcome (known so far)."""
@@ -46,4 +48,12 @@ class Outcome:
             items.append((DEGRADATION_KEY, ",".join(dict.fromkeys(self.degradations))))
         if self.exhausted:
             items.append((EXHAUSTED_KEY, "true"))
+        return items
+
+    def error_metadata(self) -> list[tuple[str, str]]:
+        """``metadata()`` for a final error."""
+        items = self.metadata()
+        if len(self.attempts) > 1:
+            # The chain already retried: the official SDKs obey this and won't multiply retries.
+            items.append((SHOULD_RETRY_KEY, "false"))
         return items

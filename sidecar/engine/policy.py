@@ -13,26 +13,51 @@ import re
 import msgspec
 
 # Statuses after which the engine moves on to the next target (DESIGN.md, "Engine"): the
-# reference's 429/500/502/503, plus 408, 504 and 529 as an extension.
+# reference's 429/500/502/503, plus 408, 504 and 529 as an extension. Any other status stops.
 DEFAULT_MOVE_ON = (408, 429, 500, 502, 503, 504, 529)
+
+
+class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    failures: int = 5  # consecutive failures that open the breaker
+    cooldown: float = 30.0  # seconds a target is skipped before one probe is let through
+
+    def __post_init__(self) -> None:
+        if self.failures < 1:
+            raise ValueError("`failures` must be at least 1")
+        if self.cooldown < 0:
+            raise ValueError("`cooldown` must be 0 or more seconds")
 
 
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout: float = 120.0  # overall budget of one request, seconds
     attempt_timeout: float = 120.0  # one attempt, sending to the last byte
+    connect_timeout: float = 10.0  # opening a connection to the upstream
     ttft_timeout: float = 20.0  # sending the request to the first content event
     idle_timeout: float = 30.0  # the longest gap between two stream events
+    retries: int = 0  # extra attempts on the same target before moving on
+    backoff_base: float = 0.5  # first backoff ceiling; doubles each retry (full jitter)
+    backoff_max: float = 8.0
+    retry_after_cap: float = 10.0  # a longer Retry-After moves on at once instead of waiting
+    breaker: BreakerPolicy = BreakerPolicy()
     move_on: tuple[int, ...] = DEFAULT_MOVE_ON  # upstream statuses that move to the next target
+    stop_on: tuple[int, ...] = ()  # statuses that stop the chain even if listed in move_on
+    on_context_overflow: str | None = None  # chain to continue with when the context is too long
 
     def __post_init__(self) -> None:
         for name in (
             "timeout",
             "attempt_timeout",
+            "connect_timeout",
             "ttft_timeout",
             "idle_timeout",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive number of seconds")
+        for name in ("backoff_base", "backoff_max", "retry_after_cap"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be 0 or more seconds")
+        if self.retries < 0:
+            raise ValueError("`retries` must be 0 or more")
 
 
 class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -59,7 +59,9 @@ class FakeBackend:
         self.calls += 1
         return self.steps.pop(0) if self.steps else "ok"
 
-    async def create(self, call: Call, model: str, notes: list[str]) -> Message:
+    async def create(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> Message:
         self.models.append(model)
         step = self._next()
         if isinstance(step, UpstreamError):
@@ -70,7 +72,7 @@ class FakeBackend:
         return _message(f"from {self.name}")
 
     async def stream(
-        self, call: Call, model: str, notes: list[str]
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[StreamEvent, None]:
         step = self._next()
         try:
