@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -625,6 +626,20 @@ def test_upstream_exits_on_sigterm_and_by_itself(
     assert up.stop() == 0
     short = start_upstream(max_seconds=0.2)
     assert short.proc.wait(10) == 0
+
+
+def test_upstream_exits_cleanly_with_a_request_hanging(
+    start_upstream: Callable[..., UpstreamProcess],
+) -> None:
+    up = start_upstream()
+    up.control.script({"hang": True})
+    body = json.dumps(chat_body()).encode()
+    head = f"POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", up.port), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        up.control.wait_for(lambda log: len(log) == 1)
+        assert up.stop() == 0
+        assert sock.recv(1024) == b""  # closed without an answer
 
 
 READY_SCRIPT = """
