@@ -1,8 +1,9 @@
 """A scripted, fault-injecting fake LLM upstream: one real HTTP/1.1 server process on 127.0.0.1.
 
 Run it as ``python -m tests.upstream.server --port 0`` (or ``python tests/upstream/server.py``).
-It prints one line ``READY port=NNNN`` on stdout once it listens, serves until SIGTERM / SIGINT,
-and exits by itself after ``--max-seconds`` (default 600) so a forgotten process never leaks.
+It prints one line ``READY port=NNNN`` on stdout once it listens (and one line per upstream request
+on stderr, unless ``--quiet``), serves until SIGTERM / SIGINT (exit status 0), and exits by itself
+after ``--max-seconds`` (default 600) so a forgotten process never leaks.
 Only the standard library is used, so the file also runs outside the project's virtualenv.
 
 How it works
