@@ -101,13 +101,17 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
 
-    def _pick(self, queue: list[Target], outcome: Outcome) -> Target:
-        """The next target: the first whose breaker lets it through, else the nearest to it."""
+    def _pick(self, queue: list[Target], outcome: Outcome) -> Target | None:
+        """The next target: the first whose breaker lets it through. When every one left is
+        cooling down, the one nearest to recovery, but only if nothing was tried yet."""
         for i, target in enumerate(queue):
             if self.breakers.wait_time(target.label) == 0.0:
                 outcome.skipped.extend(t.label for t in queue[:i])
                 del queue[: i + 1]
                 return target
+        if outcome.attempts:
+            outcome.skipped.extend(t.label for t in queue)
+            return None
         best = min(queue, key=lambda t: self.breakers.wait_time(t.label))
         queue.remove(best)
         return best
@@ -131,6 +135,8 @@ class Engine:
         last: SidecarError | None = None
         while queue:
             target = self._pick(queue, outcome)
+            if target is None:
+                break
             backend = self._backends[target.backend]
             retries = 0
             while True:

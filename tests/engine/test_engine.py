@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.engine.engine import Engine
-from sidecar.engine.policy import Chain, Policy, Routes, Target
+from sidecar.engine.policy import BreakerPolicy, Chain, Policy, Routes, Target
 from sidecar.errors import (
     ChainExhaustedError,
     DeadlineExceededError,
@@ -114,8 +114,22 @@ def kind(k: FailureKind) -> UpstreamError:
     return UpstreamError(f"failed: {k.value}", kind=k)
 
 
+class FakeTime:
+    """The breakers' clock, moved by hand, and a sleep that records instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
 def make_engine(
-    a: list[Step], b: list[Step], policy: Policy | None = None
+    a: list[Step], b: list[Step], policy: Policy | None = None, time: FakeTime | None = None
 ) -> tuple[Engine, FakeBackend, FakeBackend]:
     fa, fb = FakeBackend("a", a), FakeBackend("b", b)
     pol = policy or Policy()
@@ -128,7 +142,15 @@ def make_engine(
         "only-b": Chain(name="only-b", targets=(Target(backend="b"),), policy=pol),
     }
     routes = Routes([("*haiku*", "only-b")], chains)
-    return Engine(backends={"a": fa, "b": fb}, routes=routes), fa, fb
+    time = time or FakeTime()
+    engine = Engine(
+        backends={"a": fa, "b": fb},
+        routes=routes,
+        sleep=time.sleep,
+        clock=time.clock,
+        jitter=lambda: 0.5,
+    )
+    return engine, fa, fb
 
 
 def call(model: str = "claude-x", chain: str | None = None, deadline: float | None = None) -> Call:
@@ -326,3 +348,106 @@ async def test_count_tokens_falls_back_and_marks_estimates() -> None:
     assert count.input_tokens == 7
     assert outcome.answered_by == "b"
     assert "count_tokens.estimated" in outcome.degradations
+
+
+async def test_retries_on_the_same_target_with_backoff() -> None:
+    time = FakeTime()
+    policy = Policy(retries=2, backoff_base=1.0)
+    engine, a, b = make_engine([status(500), status(503)], [], policy, time)
+    message, outcome = await engine.create(call())
+    assert message.content == [TextBlock(text="from a")]
+    assert (a.calls, b.calls) == (3, 0)
+    assert time.sleeps == [0.5, 1.0]  # full jitter (0.5 here) of 1, then 2
+    assert [x.outcome for x in outcome.attempts] == ["status", "status", "ok"]
+
+
+async def test_retry_after_over_the_cap_moves_on_at_once() -> None:
+    time = FakeTime()
+    late = UpstreamError("slow down", kind=FailureKind.STATUS, status=429, retry_after=60)
+    engine, a, b = make_engine([late], [], Policy(retries=3), time)
+    _, outcome = await engine.create(call())
+    assert time.sleeps == []
+    assert outcome.answered_by == "b"
+
+
+async def test_retry_after_within_the_cap_is_honoured() -> None:
+    time = FakeTime()
+    soon = UpstreamError("slow down", kind=FailureKind.STATUS, status=429, retry_after=2)
+    engine, a, b = make_engine([soon], [], Policy(retries=1), time)
+    _, outcome = await engine.create(call())
+    assert time.sleeps == [2]
+    assert outcome.answered_by == "a"
+
+
+async def test_open_breaker_skips_the_target_until_the_probe() -> None:
+    time = FakeTime()
+    policy = Policy(breaker=BreakerPolicy(failures=2, cooldown=30))
+    engine, a, b = make_engine([status(500), status(500)], [], policy, time)
+    await engine.create(call())
+    await engine.create(call())  # the second consecutive failure opens a's breaker
+    assert engine.breakers.snapshot()["a/up-a"]["state"] == "open"
+    _, outcome = await engine.create(call())
+    assert a.calls == 2  # skipped
+    assert outcome.skipped == ["a/up-a"]
+    assert outcome.answered_by == "b"
+    time.now += 30
+    _, outcome = await engine.create(call())  # the probe succeeds
+    assert (a.calls, outcome.answered_by) == (3, "a")
+    assert engine.breakers.snapshot()["a/up-a"]["state"] == "closed"
+
+
+async def test_all_open_still_tries_the_one_nearest_to_recovery() -> None:
+    time = FakeTime()
+    policy = Policy(breaker=BreakerPolicy(failures=1, cooldown=30))
+    engine, a, b = make_engine([status(500)], [], policy, time)
+    engine.breakers.failure("b", threshold=1, cooldown=30)  # b opened first...
+    time.now += 1
+    with pytest.raises(ChainExhaustedError):
+        await engine.create(call())  # ...a fails and opens too (b was skipped)
+    time.now += 5
+    _, outcome = await engine.create(call())
+    assert outcome.answered_by == "b"  # b recovers first: it is tried, and only it
+    assert a.calls == 1
+
+
+async def test_context_overflow_moves_to_the_configured_chain() -> None:
+    fa, fb = FakeBackend("a", []), FakeBackend("b", [])
+    too_long = UpstreamError(
+        "context too long", kind=FailureKind.STATUS, status=400, context_overflow=True
+    )
+    fa.steps = [too_long]
+    chains = {
+        "default": Chain(
+            name="default",
+            targets=(Target(backend="a"),),
+            policy=Policy(on_context_overflow="big"),
+        ),
+        "big": Chain(name="big", targets=(Target(backend="b", model="long"),), policy=Policy()),
+    }
+    engine = Engine(backends={"a": fa, "b": fb}, routes=Routes([], chains))
+    message, outcome = await engine.create(call())
+    assert message.content == [TextBlock(text="from b")]
+    assert fb.models == ["long"]
+    assert "context_overflow:big" in outcome.degradations
+
+
+async def test_exhausted_error_says_do_not_retry() -> None:
+    engine, a, b = make_engine([status(503)], [status(503)])
+    with pytest.raises(ChainExhaustedError) as info:
+        await engine.create(call())
+    assert dict(info.value.metadata)["x-should-retry"] == "false"
+
+
+async def test_cancel_during_backoff_stops_everything() -> None:
+    a, b = FakeBackend("a", [status(500)]), FakeBackend("b", [])
+    policy = Policy(retries=1, backoff_base=60)
+    chains = {"default": Chain(name="default", targets=(Target(backend="a"),), policy=policy)}
+    # A real, long backoff sleep (jitter 1: the whole 60 s) that the cancel must cut short.
+    engine = Engine(backends={"a": a, "b": b}, routes=Routes([], chains), jitter=lambda: 0.99)
+    task = asyncio.create_task(engine.create(call()))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (a.calls, b.calls) == (1, 0)
