@@ -147,6 +147,25 @@ def upstream_message(status: int, body: bytes) -> tuple[str, str | None]:
     return message, error_type
 
 
+# How upstreams say "the prompt does not fit the context window". OpenAI and Azure send a code;
+# vLLM, llama.cpp, Ollama and Anthropic only say it in the message, so the known phrasings are
+# listed here, at the boundary, and nowhere else looks at message text.
+_OVERFLOW_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_OVERFLOW_TEXT = re.compile(
+    r"maximum context length|context length exceeded|context window|prompt is too long"
+    r"|exceeds the context|input is too long|too many tokens",
+    re.IGNORECASE,
+)
+
+
+def _is_context_overflow(status: int, body: bytes, message: str) -> bool:
+    if status not in (400, 413, 422):
+        return False
+    if any(code.encode() in body for code in _OVERFLOW_CODES):
+        return True
+    return _OVERFLOW_TEXT.search(message) is not None
+
+
 def error_from_openai(
     status: int, body: bytes, headers: Mapping[str, str], *, now: float | None = None
 ) -> UpstreamError:
@@ -157,6 +176,7 @@ def error_from_openai(
         kind=FailureKind.STATUS,
         status=status,
         retry_after=parse_retry_after(headers, now),
+        context_overflow=_is_context_overflow(status, body, message),
     )
 
 
@@ -171,4 +191,5 @@ def error_from_anthropic(
         status=status,
         retry_after=parse_retry_after(headers, now),
         error_type=error_type if error_type in TYPE_STATUS else None,
+        context_overflow=_is_context_overflow(status, body, message),
     )

@@ -81,3 +81,45 @@ def test_parse_retry_after(
     headers: dict[str, str], now: float | None, expected: float | None
 ) -> None:
     assert parse_retry_after(headers, now) == expected
+
+
+OVERFLOW = [
+    pytest.param(
+        "openai",
+        400,
+        b'{"error": {"message": "This model\'s maximum context length is 8192 tokens.", '
+        b'"code": "context_length_exceeded"}}',
+        True,
+        id="openai-code",
+    ),
+    pytest.param(
+        "openai",
+        400,
+        b'{"object": "error", "message": "This model\'s maximum context length is 4096 tokens. '
+        b'However, you requested 5000 tokens"}',
+        True,
+        id="vllm-text",
+    ),
+    pytest.param(
+        "anthropic",
+        400,
+        b'{"type": "error", "error": {"type": "invalid_request_error", '
+        b'"message": "prompt is too long: 210000 tokens > 200000 maximum"}}',
+        True,
+        id="anthropic-text",
+    ),
+    pytest.param(
+        "openai", 400, b'{"error": {"message": "unknown parameter foo"}}', False, id="other-400"
+    ),
+    pytest.param(
+        "openai", 500, b'{"error": {"message": "maximum context length"}}', False, id="not-a-400"
+    ),
+]
+
+
+@pytest.mark.parametrize(("shape", "status", "body", "expected"), OVERFLOW)
+def test_context_overflow_is_recognised(
+    shape: str, status: int, body: bytes, expected: bool
+) -> None:
+    convert = error_from_openai if shape == "openai" else error_from_anthropic
+    assert convert(status, body, {}).context_overflow is expected
