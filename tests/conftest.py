@@ -150,3 +150,33 @@ def sidecar_factory(
         except AssertionError as exc:
             errors.append(str(exc))
     assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def module_sidecar_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., SidecarProcess]]:
+    """``sidecar_factory`` for a sidecar shared by a whole test module (stopped at its end).
+
+    For modules of many short cases against one configuration, where a process per test would
+    cost more than the cases themselves.
+    """
+    directory = tmp_path_factory.mktemp("module-sidecar")
+    started: list[ManagedProcess] = []
+
+    def start(
+        config: Mapping[str, Any], *, env: Mapping[str, str | None] | None = None
+    ) -> SidecarProcess:
+        n = len(started) + 1
+        config_path = directory / f"sidecar{n}.yaml"
+        config_path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
+        argv = [sys.executable, "-m", "sidecar", "--config", str(config_path)]
+        process = ManagedProcess(f"sidecar{n}", argv, directory, env=sidecar_env(env))
+        started.append(process)
+        ready = process.wait_for_line(parse_sidecar_ready, STARTUP_TIMEOUT)
+        return SidecarProcess(process, ready, config_path)
+
+    yield start
+    for process in started:
+        process.stop()
+        process.assert_gone()
