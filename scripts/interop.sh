@@ -119,7 +119,7 @@ build_go() {
   RUN[go]="$G/anyllm-example check"
 }
 
-JARS=(grpc-api grpc-core grpc-context grpc-netty grpc-protobuf grpc-protobuf-lite grpc-stub protobuf
+JARS=(grpc-api grpc-core grpc-context grpc-netty grpc-protobuf grpc-protobuf-lite grpc-stub protobuf protobuf-util
   guava failureaccess geronimo-annotation-1.3-spec jsr305 perfmark-api gson
   netty-buffer netty-codec netty-codec-http netty-codec-http2 netty-codec-socks netty-common
   netty-handler netty-handler-proxy netty-resolver netty-transport netty-transport-native-unix-common)
