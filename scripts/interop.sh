@@ -31,6 +31,11 @@ RESULTS="$WORK/results.txt"; : > "$RESULTS"
 log() { echo "[interop $(date +%H:%M:%S)] $*" >&2; }
 pass() { echo "PASS $*" | tee -a "$RESULTS"; }
 fail() { echo "FAIL $*" | tee -a "$RESULTS"; }
+die() {  # an infrastructure failure: count it, print the summary line, stop
+  fail "setup $*"
+  echo "$(grep -c '^PASS ' "$RESULTS" || true) passed, $(grep -c '^FAIL ' "$RESULTS" || true) failed"
+  exit 1
+}
 
 for l in "${LANGS[@]}"; do
   case $l in python|go|java|node|buf) ;; *) echo "unknown language: $l (python go java node buf)" >&2; exit 2;; esac
@@ -53,9 +58,13 @@ apt_install() {
   fi
   log "apt-get install ${missing[*]}"
   local t0=$SECONDS
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${missing[@]}" > "$WORK/apt.log" 2>&1 \
-    || { tail -30 "$WORK/apt.log" >&2; return 1; }
+  local install=($SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install
+    -y -qq --no-install-recommends "${missing[@]}")
+  if ! "${install[@]}" > "$WORK/apt.log" 2>&1; then   # stale package lists: update, retry once
+    log "apt-get install failed; apt-get update and retry"
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+    "${install[@]}" > "$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; return 1; }
+  fi
   log "apt-get install took $((SECONDS - t0))s"
 }
 
@@ -84,7 +93,7 @@ has java && APT+=(protobuf-compiler protobuf-compiler-grpc-java-plugin libgrpc-j
   libnetty-java libguava-java libperfmark-java libgoogle-gson-java
   libgeronimo-annotation-1.3-spec-java libjsr305-java openjdk-17-jdk-headless)
 if has node || has buf; then command -v npm > /dev/null || APT+=(npm); fi
-[ ${#APT[@]} -eq 0 ] || apt_install "${APT[@]}"
+[ ${#APT[@]} -eq 0 ] || apt_install "${APT[@]}" || fail "setup apt-get install -- see $WORK/apt.log"
 
 # google/rpc/{status,error_details}.proto for the languages that compile them (Java) — taken from
 # googleapis-common-protos, which grpcio-status brings into the project's virtualenv.
@@ -189,7 +198,7 @@ wait_line() {
 
 "$PY" -m tests.upstream.server --port 0 --max-seconds 900 > "$WORK/upstream.out" 2> "$WORK/upstream.err" &
 PIDS+=($!)
-wait_line "$WORK/upstream.out" '^READY port=' "${PIDS[-1]}"
+wait_line "$WORK/upstream.out" '^READY port=' "${PIDS[-1]}" || die "start the fake upstream"
 UP_PORT="$(sed -n 's/^READY port=\([0-9]*\).*/\1/p' "$WORK/upstream.out")"
 UP="http://127.0.0.1:$UP_PORT"
 
@@ -207,7 +216,7 @@ chains:
 EOF
 "$PY" -m sidecar --config "$WORK/sidecar.yaml" > "$WORK/sidecar.out" 2> "$WORK/sidecar.err" &
 PIDS+=($!)
-wait_line "$WORK/sidecar.out" '"event":"ready"' "${PIDS[-1]}"
+wait_line "$WORK/sidecar.out" '"event":"ready"' "${PIDS[-1]}" || die "start the sidecar"
 ADDR="$(sed -n 's/.*"event":"ready".*"grpc":"\([^"]*\)".*/\1/p' "$WORK/sidecar.out" | head -1)"
 log "upstream $UP (pid ${PIDS[0]}), sidecar grpc $ADDR (pid ${PIDS[1]})"
 
@@ -234,6 +243,9 @@ run_buf() {
     if printf '%s' "$flat" | grep -qE "$2"; then pass "buf $1"; else fail "buf $1 -- $(printf '%s' "$flat" | head -c 400)"; fi
   }
   local req='{"model":"m","maxTokens":64,"system":"You are terse.","messages":[{"role":"ROLE_USER","content":[{"text":{"text":"hello from buf"}}]}]}'
+  # The contract itself: buf's STANDARD lint rules (AIP-like naming, _UNSPECIFIED enum zeros...).
+  rc=0; out="$(cd "$PROTO" && "$BUF" lint --config '{"version":"v2","lint":{"use":["STANDARD"]}}' . 2>&1)" || rc=$?
+  if [ $rc -eq 0 ]; then pass "buf lint proto/ (STANDARD)"; else fail "buf lint proto/ (STANDARD) -- $(printf '%s' "$out" | head -5 | tr '\n' ' ')"; fi
   "$PY" "$HELPER" "$UP" before unary
   out="$(bc --list-services "$U" 2>&1)" || true
   expect "list services" 'anyllm\.sidecar\.v1\.MessagesService' "$out"
