@@ -30,7 +30,7 @@ from sidecar.model import (
 )
 from sidecar.translate.upstream_errors import error_from_anthropic
 
-from .http import make_client, post_json, post_sse
+from .http import UpstreamSession
 from .settings import BackendSettings
 
 _KNOWN_EVENTS = frozenset(
@@ -56,10 +56,8 @@ class AnthropicBackend:
         if config.api_key:
             headers["x-api-key"] = config.api_key
         self._version = config.anthropic_version
-        self._client = make_client(
-            config.base_url,
-            max_connections=config.max_connections,
-            headers=headers,
+        self._client = UpstreamSession(
+            config.base_url, max_connections=config.max_connections, headers=headers
         )
 
     def _headers(self, call: Call) -> dict[str, str]:
@@ -82,8 +80,7 @@ class AnthropicBackend:
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> Message:
-        content = await post_json(
-            self._client,
+        content = await self._client.post_json(
             self.name,
             "/v1/messages",
             self._body(call, model, stream=False),
@@ -103,8 +100,7 @@ class AnthropicBackend:
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[StreamEvent, None]:
-        frames = post_sse(
-            self._client,
+        frames = self._client.post_sse(
             self.name,
             "/v1/messages",
             self._body(call, model, stream=True),
@@ -112,14 +108,19 @@ class AnthropicBackend:
             error_from_anthropic,
             connect_timeout,
         )
+        stopped = False
         try:
             async for frame in frames:
                 if frame is None:
+                    if stopped:
+                        return
                     raise UpstreamError(
                         f"{self.name}: the stream ended without message_stop",
                         kind=FailureKind.INCOMPLETE,
                         backend=self.name,
                     )
+                if stopped:
+                    continue  # read to the end of the body so the connection can be reused
                 if frame.event is not None and frame.event not in _KNOWN_EVENTS:
                     continue
                 try:
@@ -137,16 +138,14 @@ class AnthropicBackend:
                         backend=self.name,
                         error_type=event.error.type,
                     )
+                stopped = isinstance(event, MessageStop)
                 yield event
-                if isinstance(event, MessageStop):
-                    return
         finally:
             await frames.aclose()
 
     async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
         body = json_encoder.encode(msgspec.structs.replace(request, model=model))
-        content = await post_json(
-            self._client,
+        content = await self._client.post_json(
             self.name,
             "/v1/messages/count_tokens",
             body,

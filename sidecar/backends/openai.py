@@ -21,7 +21,7 @@ from sidecar.translate.openai_stream import OpenAIStreamTranslator
 from sidecar.translate.tokens import estimate_input_tokens
 from sidecar.translate.upstream_errors import error_from_openai
 
-from .http import make_client, post_json, post_sse
+from .http import UpstreamSession
 from .settings import BackendSettings
 
 
@@ -37,10 +37,8 @@ class OpenAIBackend:
         headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
-        self._client = make_client(
-            config.base_url,
-            max_connections=config.max_connections,
-            headers=headers,
+        self._client = UpstreamSession(
+            config.base_url, max_connections=config.max_connections, headers=headers
         )
         self._options = OpenAIOptions(
             use_max_completion_tokens=config.max_completion_tokens,
@@ -59,8 +57,7 @@ class OpenAIBackend:
         body = to_openai_request(
             call.request, model, stream=False, options=self._options, notes=notes
         )
-        content = await post_json(
-            self._client,
+        content = await self._client.post_json(
             self.name,
             "/chat/completions",
             orjson.dumps(body),
@@ -83,8 +80,7 @@ class OpenAIBackend:
             model=call.request.model,
             input_tokens=estimate_input_tokens(call.request),
         )
-        frames = post_sse(
-            self._client,
+        frames = self._client.post_sse(
             self.name,
             "/chat/completions",
             orjson.dumps(body),

@@ -381,6 +381,7 @@ class EngineStream:
             for event in held:
                 yield event
             if isinstance(held[-1], MessageStop):
+                await self._finish(loop.time() + self._idle_timeout)
                 return
             while True:
                 when = min(loop.time() + self._idle_timeout, self._attempt_end)
@@ -410,7 +411,16 @@ class EngineStream:
                     raise self._fail(exc) from None
                 yield event
                 if isinstance(event, MessageStop):
+                    await self._finish(when)
                     return
+
+    async def _finish(self, when: float) -> None:
+        """Let the upstream read to the end of its body (usually one more read, of the
+        terminating chunk) so its connection goes back to the pool instead of being dropped."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout_at(when):
+                async for _ in self._events:
+                    pass
 
     async def aclose(self) -> None:
         await self._iterator.aclose()
