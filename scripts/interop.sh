@@ -103,16 +103,18 @@ RPC_SRC="$("$PY" -c 'import os, google.rpc.status_pb2 as m; print(os.path.dirnam
 cp "$RPC_SRC/status.proto" "$RPC_SRC/error_details.proto" "$RPC_PROTO/google/rpc/"
 
 # ------------------------------------------------------------------------------ builds
-# Each build_* prints nothing on stdout; on failure its language's checks are skipped (one FAIL).
-declare -A RUN          # language -> command prefix (the check name and --addr follow)
-declare -A BUILD_TIME
+# Each build logs to $WORK/build-LANG.log and writing the command that
+# runs its checks to $WORK/run-LANG.cmd (--addr and the check name follow). A language whose build
+# fails is skipped, with one FAIL.
+declare -A RUN BUILD_TIME BUILD_PID
+BUF="$WORK/buf/node_modules/.bin/buf"
 
 build_python() {
   local gen="$WORK/python/gen"
   rm -rf "$gen" && mkdir -p "$gen"
   # grpcio-tools bundles protoc and google/protobuf/*.proto.
   "$PY" -m grpc_tools.protoc -I "$PROTO" --python_out="$gen" --grpc_python_out="$gen" "${PROTOS[@]/#/$PROTO/}"
-  RUN[python]="env PYTHONPATH=$gen:$ROOT/examples/python $PY $ROOT/examples/python/check.py"
+  echo "env PYTHONPATH=$gen:$ROOT/examples/python $PY $ROOT/examples/python/check.py" > "$WORK/run-python.cmd"
 }
 
 build_go() {
@@ -125,7 +127,7 @@ build_go() {
   (export GO111MODULE=off GOPATH="$GP:/usr/share/gocode" GOCACHE="$G/cache" GOPROXY=off GOFLAGS= GOTOOLCHAIN=local
    go vet example.com/anyllm-example && go build -o "$G/anyllm-example" example.com/anyllm-example)
   log "go build took $((SECONDS - t0))s ($(go version))"
-  RUN[go]="$G/anyllm-example check"
+  echo "$G/anyllm-example check" > "$WORK/run-go.cmd"
 }
 
 JARS=(grpc-api grpc-core grpc-context grpc-netty grpc-protobuf grpc-protobuf-lite grpc-stub protobuf protobuf-util
@@ -149,26 +151,28 @@ build_java() {
   local t0=$SECONDS
   javac -nowarn -encoding UTF-8 -d "$D/classes" -cp "$cp" $(find "$D/gen" -name '*.java') "$ROOT"/examples/java/*.java
   log "javac took $((SECONDS - t0))s ($(javac -version 2>&1))"
-  RUN[java]="java -cp $D/classes:$cp dev.anyllm.examples.InteropChecks"
+  echo "java -cp $D/classes:$cp dev.anyllm.examples.InteropChecks" > "$WORK/run-java.cmd"
 }
 
 build_node() {
   npm_install "$WORK/node" @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1 protobufjs@7.5.4
   # Dynamic loading: proto-loader reads proto/ at run time (no codegen step).
-  RUN[node]="env NODE_PATH=$WORK/node/node_modules node $ROOT/examples/node/check.js --proto $PROTO"
+  echo "env NODE_PATH=$WORK/node/node_modules node $ROOT/examples/node/check.js --proto $PROTO" > "$WORK/run-node.cmd"
 }
 
 build_buf() {
   npm_install "$WORK/buf" @bufbuild/buf@1.75.0   # ships the buf binary (@bufbuild/buf-linux-x64)
-  BUF="$WORK/buf/node_modules/.bin/buf"
   log "$("$BUF" --version 2>&1 | sed 's/^/buf /')"
 }
 
-for l in "${LANGS[@]}"; do
-  t0=$SECONDS
-  if "build_$l" > "$WORK/build-$l.log" 2>&1; then
-    BUILD_TIME[$l]=$((SECONDS - t0))
+for l in "${LANGS[@]}"; do   # one at a time: in parallel they only fight for the CPU
+  rm -f "$WORK/run-$l.cmd"
+  ( t0=$SECONDS; "build_$l"; echo "$((SECONDS - t0))" > "$WORK/build-$l.time" ) > "$WORK/build-$l.log" 2>&1 &
+  BUILD_PID[$l]=$!
+  if wait "${BUILD_PID[$l]}"; then
+    BUILD_TIME[$l]="$(cat "$WORK/build-$l.time")"
     cat "$WORK/build-$l.log" >&2
+    [ "$l" = buf ] || RUN[$l]="$(cat "$WORK/run-$l.cmd")"
   else
     tail -40 "$WORK/build-$l.log" >&2
     fail "$l build -- see $WORK/build-$l.log"

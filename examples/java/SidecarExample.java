@@ -17,6 +17,7 @@ import dev.anyllm.sidecar.v1.TextBlock;
 import dev.anyllm.sidecar.v1.Tool;
 import dev.anyllm.sidecar.v1.ToolChoice;
 import dev.anyllm.sidecar.v1.ToolChoiceType;
+import io.grpc.ConnectivityState;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
@@ -28,6 +29,7 @@ import java.time.Duration;
 import java.util.Collections;
 import java.util.Iterator;
 import java.util.Map;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Predicate;
@@ -64,6 +66,23 @@ public final class SidecarExample {
   /** A plaintext channel to the sidecar (it listens on localhost inside the pod). */
   public static ManagedChannel connect(String target) {
     return ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+  }
+
+  /**
+   * Connects now and waits until the channel is READY (a channel connects lazily, on its first
+   * call, whose deadline then also pays for the connection and, in a fresh JVM, netty's start-up).
+   */
+  public static boolean awaitReady(ManagedChannel channel, Duration timeout)
+      throws InterruptedException {
+    long end = System.nanoTime() + timeout.toNanos();
+    ConnectivityState state = channel.getState(true);
+    while (state != ConnectivityState.READY && System.nanoTime() < end) {
+      CountDownLatch changed = new CountDownLatch(1);
+      channel.notifyWhenStateChanged(state, changed::countDown);
+      changed.await(end - System.nanoTime(), TimeUnit.NANOSECONDS);
+      state = channel.getState(true);
+    }
+    return state == ConnectivityState.READY;
   }
 
   /** A request with a system prompt, one user turn and one tool. */
@@ -180,6 +199,10 @@ public final class SidecarExample {
     String target = args.length > 0 ? args[0] : "127.0.0.1:50051";
     String chain = args.length > 1 ? args[1] : null;
     ManagedChannel channel = connect(target);
+    if (!awaitReady(channel, Duration.ofSeconds(5))) {
+      System.err.println("cannot connect to " + target);
+      System.exit(2);
+    }
     AtomicReference<Metadata> headers = new AtomicReference<>();
     AtomicReference<Metadata> trailers = new AtomicReference<>();
     MessagesServiceGrpc.MessagesServiceBlockingStub stub =
