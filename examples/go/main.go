@@ -2,14 +2,15 @@
 // and a tool, a streamed message printed as it arrives, per-call deadline and metadata, and the
 // sidecar's rich error details (google.rpc.ErrorInfo / RetryInfo).
 //
-// Generate the stubs from the repository's proto/ (protoc, protoc-gen-go, protoc-gen-go-grpc):
+// Generate the stubs from the repository's proto/ (protoc, protoc-gen-go, protoc-gen-go-grpc) into
+// a directory of your module, and import that directory (package sidecarv1):
 //
-//	protoc -I proto --go_out=. --go_opt=module=github.com/anyllm/sidecar \
-//	    --go-grpc_out=. --go-grpc_opt=module=github.com/anyllm/sidecar \
+//	protoc -I proto --go_out=internal/gen --go_opt=paths=source_relative \
+//	    --go-grpc_out=internal/gen --go-grpc_opt=paths=source_relative \
 //	    anyllm/sidecar/v1/messages.proto anyllm/sidecar/v1/messages_service.proto
 //
-// or set your own import path with --go_opt=Manyllm/sidecar/v1/messages.proto=your/module/sidecarv1
-// (and the same for messages_service.proto). Written against grpc-go 1.33 (Debian 12) so it also
+// (scripts/interop.sh instead uses GOPATH mode and the proto's go_package path, imported below.)
+// Written against grpc-go 1.33 (Debian 12) so it also
 // builds with the oldest gRPC a user is likely to have; with grpc-go >= 1.63 prefer
 // grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())).
 //
