@@ -23,7 +23,7 @@ PROTO="$ROOT/proto"
 PROTOS=(anyllm/sidecar/v1/messages.proto anyllm/sidecar/v1/messages_service.proto)
 HELPER="$ROOT/scripts/interop/upstream.py"
 LANGS=(${*:-python go java node buf})
-CHECKS=(${INTEROP_CHECKS:-unary tools fallback stream deadline invalid exhausted chain cancel})
+CHECKS=(${INTEROP_CHECKS:-unary tools fallback stream deadline invalid exhausted chain cancel count})
 STARTED=$SECONDS
 mkdir -p "$WORK"
 RESULTS="$WORK/results.txt"; : > "$RESULTS"

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	sidecarv1 "github.com/anyllm/sidecar/gen/go/anyllm/sidecar/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -220,10 +222,23 @@ func checkCancel(c sidecarv1.MessagesServiceClient) {
 	check("cancel", gotText && status.Code(err) == codes.Canceled, err)
 }
 
+// Upstream: not called for an OpenAI-kind backend (the sidecar estimates).
+func checkCount(c sidecarv1.MessagesServiceClient) {
+	ctx, cancel := within(10 * time.Second)
+	defer cancel()
+	r := WeatherRequest(prompt)
+	var tr metadata.MD
+	res, err := c.CountTokens(WithChain(ctx, "default", ""), &sidecarv1.CountTokensRequest{
+		Model: r.Model, Messages: r.Messages, System: r.System, Tools: r.Tools, ToolChoice: r.ToolChoice,
+	}, grpc.Trailer(&tr))
+	check("count tokens", err == nil && res.GetInputTokens() > 0 && First(tr, "x-anyllm-backend") == "primary",
+		fmt.Sprintf("input_tokens=%d estimated=%v %v %v", res.GetInputTokens(), res.GetEstimated(), tr, err))
+}
+
 var checks = map[string]func(sidecarv1.MessagesServiceClient){
 	"unary": checkUnary, "tools": checkTools, "fallback": checkFallback, "stream": checkStream,
 	"deadline": checkDeadline, "invalid": checkInvalid, "exhausted": checkExhausted,
-	"chain": checkChain, "cancel": checkCancel,
+	"chain": checkChain, "cancel": checkCancel, "count": checkCount,
 }
 
 func runChecks(args []string) int {

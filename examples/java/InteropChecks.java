@@ -10,6 +10,8 @@ import static dev.anyllm.examples.SidecarExample.REQUEST_ID;
 import com.google.protobuf.Struct;
 import dev.anyllm.examples.SidecarExample.SidecarError;
 import dev.anyllm.sidecar.v1.ContentBlock;
+import dev.anyllm.sidecar.v1.CountTokensRequest;
+import dev.anyllm.sidecar.v1.CountTokensResponse;
 import dev.anyllm.sidecar.v1.CreateMessageRequest;
 import dev.anyllm.sidecar.v1.Message;
 import dev.anyllm.sidecar.v1.MessagesServiceGrpc.MessagesServiceBlockingStub;
@@ -202,6 +204,18 @@ public final class InteropChecks {
     check("cancel", gotText && status != null && status.getCode() == Status.Code.CANCELLED, status);
   }
 
+  /** Upstream: not called for an OpenAI-kind backend (the sidecar estimates). */
+  void count() {
+    CreateMessageRequest r = request();
+    CountTokensResponse res = stub("default", null).withDeadlineAfter(10, TimeUnit.SECONDS)
+        .countTokens(CountTokensRequest.newBuilder().setModel(r.getModel())
+            .addAllMessages(r.getMessagesList()).setSystem(r.getSystem())
+            .addAllTools(r.getToolsList()).setToolChoice(r.getToolChoice()).build());
+    Metadata t = trailers.get();
+    check("count tokens", res.getInputTokens() > 0 && "primary".equals(t.get(BACKEND)),
+        "input_tokens=" + res.getInputTokens() + " estimated=" + res.getEstimated() + " " + t);
+  }
+
   public static void main(String[] args) throws Exception {
     String addr = "127.0.0.1:50051";
     List<String> names = new ArrayList<>();
@@ -226,6 +240,7 @@ public final class InteropChecks {
             case "exhausted": checks.exhausted(); break;
             case "chain": checks.chain(); break;
             case "cancel": checks.cancel(); break;
+            case "count": checks.count(); break;
             default:
               System.err.println("unknown check " + name);
               System.exit(2);

@@ -127,6 +127,19 @@ const checks = {
     console.log();
     check('cancel', gotText && e !== null && e.code === grpc.status.CANCELLED, e ? e.codeName : 'no error');
   },
+
+  // Upstream: not called for an OpenAI-kind backend (the sidecar estimates).
+  async count(client) {
+    const { model, messages, system, tools, toolChoice } = weatherRequest(PROMPT);
+    const { res, trailers } = await new Promise((resolve, reject) => {
+      let res;
+      const call = client.CountTokens({ model, messages, system, tools, toolChoice }, callMetadata({ chain: 'default' }),
+        { deadline: Date.now() + 10000 }, (err, r) => { if (err) reject(err); else res = r; });
+      call.on('status', (st) => { if (st.code === grpc.status.OK) resolve({ res, trailers: st.metadata }); });
+    });
+    check('count tokens', res.inputTokens > 0 && first(trailers, 'x-anyllm-backend') === 'primary',
+      `input_tokens=${res.inputTokens} estimated=${res.estimated} ${JSON.stringify(mdObj(trailers))}`);
+  },
 };
 
 async function main(argv) {

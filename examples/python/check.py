@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import grpc
 from anyllm.sidecar.v1 import messages_pb2 as pb
+from anyllm.sidecar.v1 import messages_service_pb2 as spb
 from anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
 from client import ERROR_DOMAIN, SidecarError, call_metadata, connect, create, weather_request
 
@@ -189,6 +190,26 @@ def check_cancel(stub: spb_grpc.MessagesServiceStub) -> None:
     check("cancel", got_text and call.code() == grpc.StatusCode.CANCELLED, call.code())
 
 
+def check_count(stub: spb_grpc.MessagesServiceStub) -> None:
+    """Upstream: not called for an OpenAI-kind backend (the sidecar estimates)."""
+    r = weather_request(PROMPT)
+    request = spb.CountTokensRequest(
+        model=r.model,
+        messages=r.messages,
+        system=r.system,
+        tools=r.tools,
+        tool_choice=r.tool_choice,
+    )
+    md = call_metadata("default")
+    count, call = stub.CountTokens.with_call(request, timeout=10, metadata=md)
+    trailers = dict(call.trailing_metadata() or ())
+    check(
+        "count tokens",
+        count.input_tokens > 0 and trailers.get("x-anyllm-backend") == "primary",
+        f"input_tokens={count.input_tokens} estimated={count.estimated} {trailers}",
+    )
+
+
 CHECKS = {
     "unary": check_unary,
     "tools": check_tools,
@@ -199,6 +220,7 @@ CHECKS = {
     "exhausted": check_exhausted,
     "chain": check_chain,
     "cancel": check_cancel,
+    "count": check_count,
 }
 
 

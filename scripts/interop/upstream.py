@@ -33,6 +33,7 @@ BEHAVIOURS: dict[str, list[dict[str, Any]]] = {
     "exhausted": [{"status": 503, "times": 2, "headers": {"retry-after": "2"}}],
     "chain": [{"status": 503}],
     "cancel": [{"stall_after": 3}],
+    "count": [],
 }
 
 # How long after the client gave up the upstream must see its connection closed. The sidecar's
