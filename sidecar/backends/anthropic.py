@@ -99,7 +99,7 @@ class AnthropicBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[list[StreamEvent], None]:
         frames = self._client.post_sse(
             self.name,
             "/v1/messages",
@@ -110,8 +110,8 @@ class AnthropicBackend:
         )
         stopped = False
         try:
-            async for frame in frames:
-                if frame is None:
+            async for batch in frames:
+                if batch is None:
                     if stopped:
                         return
                     raise UpstreamError(
@@ -121,27 +121,37 @@ class AnthropicBackend:
                     )
                 if stopped:
                     continue  # read to the end of the body so the connection can be reused
-                if frame.event is not None and frame.event not in _KNOWN_EVENTS:
-                    continue
-                try:
-                    event = event_decoder.decode(frame.data)
-                except msgspec.DecodeError as exc:
-                    raise UpstreamError(
-                        f"{self.name}: unreadable stream event: {exc}",
-                        kind=FailureKind.INVALID_RESPONSE,
-                        backend=self.name,
-                    ) from None
-                if isinstance(event, ErrorEvent):
-                    raise UpstreamError(
-                        f"{self.name}: {event.error.message}",
-                        kind=FailureKind.STREAM_ERROR,
-                        backend=self.name,
-                        error_type=event.error.type,
-                    )
-                stopped = isinstance(event, MessageStop)
-                yield event
+                events: list[StreamEvent] = []
+                for frame in batch:
+                    if frame.event is not None and frame.event not in _KNOWN_EVENTS:
+                        continue
+                    event = self._decode(frame.data)
+                    events.append(event)
+                    if isinstance(event, MessageStop):
+                        stopped = True
+                        break
+                if events:
+                    yield events
         finally:
             await frames.aclose()
+
+    def _decode(self, data: str) -> StreamEvent:
+        try:
+            event = event_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(
+                f"{self.name}: unreadable stream event: {exc}",
+                kind=FailureKind.INVALID_RESPONSE,
+                backend=self.name,
+            ) from None
+        if isinstance(event, ErrorEvent):
+            raise UpstreamError(
+                f"{self.name}: {event.error.message}",
+                kind=FailureKind.STREAM_ERROR,
+                backend=self.name,
+                error_type=event.error.type,
+            )
+        return event
 
     async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
         body = json_encoder.encode(msgspec.structs.replace(request, model=model))

@@ -2,8 +2,10 @@
 
 A backend turns a ``Call`` into upstream HTTP (or local work, for the demo backend) and gives
 back internal types: a whole ``Message`` from ``create``, Anthropic ``StreamEvent``s from
-``stream``. Everything that goes wrong is raised as an ``UpstreamError`` with a ``FailureKind``,
-so the engine can decide between falling back and stopping without looking at messages.
+``stream`` (in batches: the events of one upstream read, so every layer above pays its
+per-item cost once per read, not once per event). Everything that goes wrong is raised as an
+``UpstreamError`` with a ``FailureKind``, so the engine can decide between falling back and
+stopping without looking at messages.
 
 A stream that is complete ends with ``MessageStop``; a backend raises ``UpstreamError(kind=
 INCOMPLETE)`` instead of ending quietly when the upstream stopped early, and ``STREAM_ERROR`` for
@@ -31,8 +33,8 @@ class Backend(Protocol):
 
     def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """The answer as Anthropic stream events; an async generator, closed by the engine."""
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """The answer as Anthropic stream events, in non-empty batches; closed by the engine."""
         ...
 
     async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:

@@ -111,10 +111,10 @@ class DemoBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float = 0.0
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[list[StreamEvent], None]:
         message = await self.create(call, model, notes)
         block = message.content[0]
-        yield MessageStart(
+        start = MessageStart(
             message=Message(
                 id=message.id,
                 model=message.model,
@@ -122,30 +122,38 @@ class DemoBackend:
                 usage=Usage(input_tokens=message.usage.input_tokens, output_tokens=1),
             )
         )
+        opened: TextBlock | ToolUseBlock
         if isinstance(block, ToolUseBlock):
-            yield ContentBlockStart(
-                index=0, content_block=ToolUseBlock(id=block.id, name=block.name, input={})
-            )
+            opened = ToolUseBlock(id=block.id, name=block.name, input={})
             arguments = json.dumps(block.input)
-            for start in range(0, len(arguments), 12):
-                yield ContentBlockDelta(
-                    index=0, delta=InputJsonDelta(partial_json=arguments[start : start + 12])
-                )
-                await asyncio.sleep(0)
+            deltas: list[StreamEvent] = [
+                ContentBlockDelta(index=0, delta=InputJsonDelta(partial_json=arguments[i : i + 12]))
+                for i in range(0, len(arguments), 12)
+            ]
         else:
             assert isinstance(block, TextBlock)
-            yield ContentBlockStart(index=0, content_block=TextBlock(text=""))
-            words = block.text.split(" ")
-            for i in range(0, len(words), 3):
-                piece = " ".join(words[i : i + 3]) + (" " if i + 3 < len(words) else "")
-                yield ContentBlockDelta(index=0, delta=TextDelta(text=piece))
-                await asyncio.sleep(0)
-        yield ContentBlockStop(index=0)
-        yield MessageDelta(
-            delta=MessageDeltaBody(stop_reason=message.stop_reason),
-            usage=MessageDeltaUsage(output_tokens=message.usage.output_tokens),
-        )
-        yield MessageStop()
+            opened, words = TextBlock(text=""), block.text.split(" ")
+            deltas = [
+                ContentBlockDelta(
+                    index=0,
+                    delta=TextDelta(
+                        text=" ".join(words[i : i + 3]) + (" " if i + 3 < len(words) else "")
+                    ),
+                )
+                for i in range(0, len(words), 3)
+            ]
+        yield [start, ContentBlockStart(index=0, content_block=opened)]
+        for delta in deltas:  # one event per batch, as a real upstream's tokens arrive
+            await asyncio.sleep(0)
+            yield [delta]
+        yield [
+            ContentBlockStop(index=0),
+            MessageDelta(
+                delta=MessageDeltaBody(stop_reason=message.stop_reason),
+                usage=MessageDeltaUsage(output_tokens=message.usage.output_tokens),
+            ),
+            MessageStop(),
+        ]
 
     async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
         return TokenCount(input_tokens=estimate_input_tokens(request), estimated=True)

@@ -79,8 +79,8 @@ class UpstreamSession:
         headers: Mapping[str, str],
         to_error: ErrorMapper,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    ) -> AsyncGenerator[SSEFrame | None, None]:
-        """POST ``body`` and yield each SSE frame; ``None`` once the body ended cleanly.
+    ) -> AsyncGenerator[list[SSEFrame] | None, None]:
+        """POST ``body`` and yield the SSE frames of each read; ``None`` once the body ended.
 
         The trailing ``None`` lets the caller tell a clean end of the body from a cut connection
         (which raises instead). Closing this generator early closes the upstream connection.
@@ -101,10 +101,12 @@ class UpstreamSession:
                     piece = await stream.readany()
                 if not piece:
                     break
-                for frame in decoder.feed(piece):
-                    yield frame
-            for frame in decoder.close():
-                yield frame
+                frames = decoder.feed(piece)
+                if frames:
+                    yield frames
+            last = decoder.close()
+            if last:
+                yield last
             yield None
         finally:
             response.release()

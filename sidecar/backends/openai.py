@@ -71,7 +71,7 @@ class OpenAIBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[list[StreamEvent], None]:
         body = to_openai_request(
             call.request, model, stream=True, options=self._options, notes=notes
         )
@@ -89,13 +89,17 @@ class OpenAIBackend:
             connect_timeout,
         )
         try:
-            async for frame in frames:
-                if frame is None:
-                    for event in translator.finish():
-                        yield event
+            async for batch in frames:
+                if batch is None:
+                    last = translator.finish()
+                    if last:
+                        yield last
                     return
-                for event in translator.feed(frame.data):
-                    yield event
+                events: list[StreamEvent] = []
+                for frame in batch:
+                    events += translator.feed(frame.data)
+                if events:
+                    yield events
         finally:
             await frames.aclose()
 

@@ -60,7 +60,7 @@ from .policy import Chain, Policy, Routes, Target
 from .validation import check_request
 
 T = TypeVar("T")
-Events = AsyncGenerator[StreamEvent, None]
+Events = AsyncGenerator[list[StreamEvent], None]
 # One attempt: (backend, target, policy, notes, attempt_end, deadline) -> result.
 AttemptFn = Callable[[Backend, Target, Policy, list[str], float, float], Awaitable[T]]
 
@@ -326,13 +326,21 @@ def _timeout(backend: str, end: float, deadline: float, kind: FailureKind) -> Si
     return UpstreamError(f"{backend} {what}", kind=kind, backend=backend)
 
 
+def _through_stop(batch: list[StreamEvent]) -> tuple[list[StreamEvent], bool]:
+    """The batch up to and including ``message_stop``, and whether it was there."""
+    for i, event in enumerate(batch):
+        if isinstance(event, MessageStop):
+            return batch[: i + 1], True
+    return batch, False
+
+
 async def _until_commit(
     events: Events, held: list[StreamEvent], ttft_end: float, deadline: float, backend: str
 ) -> None:
     while True:
         try:
             async with asyncio.timeout_at(ttft_end):
-                event = await anext(events)
+                batch = await anext(events)
         except TimeoutError:
             raise _timeout(backend, ttft_end, deadline, FailureKind.TTFT_TIMEOUT) from None
         except StopAsyncIteration:
@@ -341,13 +349,15 @@ async def _until_commit(
                 kind=FailureKind.INCOMPLETE,
                 backend=backend,
             ) from None
-        held.append(event)
-        if is_content_event(event) or isinstance(event, MessageStop):
+        batch, stopped = _through_stop(batch)
+        held += batch
+        if stopped or any(is_content_event(event) for event in batch):
             return
 
 
 class EngineStream:
-    """A committed stream: the held-back events, then the rest, each within the idle timer."""
+    """A committed stream: the held-back events, then the rest, in batches (the events of one
+    upstream read), each batch within the idle timer."""
 
     def __init__(
         self,
@@ -367,27 +377,26 @@ class EngineStream:
         self._backend = backend
         self._iterator = self._run()
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
         return self._iterator
 
     def _fail(self, error: SidecarError) -> SidecarError:
         error.metadata = self.outcome.error_metadata()
         return error
 
-    async def _run(self) -> AsyncGenerator[StreamEvent, None]:
+    async def _run(self) -> AsyncGenerator[list[StreamEvent], None]:
         loop = asyncio.get_running_loop()
         async with aclosing(self._events):
-            held, self._held = self._held, []
-            for event in held:
-                yield event
-            if isinstance(held[-1], MessageStop):
+            batch, self._held = self._held, []
+            yield batch
+            if isinstance(batch[-1], MessageStop):
                 await self._finish(loop.time() + self._idle_timeout)
                 return
             while True:
                 when = min(loop.time() + self._idle_timeout, self._attempt_end)
                 try:
                     async with asyncio.timeout_at(when):
-                        event = await anext(self._events)
+                        batch = await anext(self._events)
                 except StopAsyncIteration:
                     raise self._fail(
                         UpstreamError(
@@ -409,8 +418,9 @@ class EngineStream:
                     ) from None
                 except SidecarError as exc:
                     raise self._fail(exc) from None
-                yield event
-                if isinstance(event, MessageStop):
+                batch, stopped = _through_stop(batch)
+                yield batch
+                if stopped:
                     await self._finish(when)
                     return
 

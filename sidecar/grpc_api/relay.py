@@ -79,25 +79,26 @@ def coalesce(events: list[m.StreamEvent]) -> list[m.StreamEvent]:
 
 
 async def relay(
-    events: AsyncIterable[m.StreamEvent],
+    events: AsyncIterable[list[m.StreamEvent]],
     write: Callable[[pb.StreamEvent], Awaitable[None]],
     *,
     max_pending: int = 64,
 ) -> None:
     """Write every event of ``events``; re-raise the exception that ended it, if any."""
-    queue: asyncio.Queue[m.StreamEvent | _End] = asyncio.Queue(max_pending)
+    queue: asyncio.Queue[list[m.StreamEvent] | _End] = asyncio.Queue(max_pending)
 
     async def read() -> None:
         end = _End(None)
         try:
-            async for event in events:
-                if isinstance(event, m.ErrorEvent):  # the engine raises instead; just in case
-                    raise UpstreamError(
-                        event.error.message,
-                        kind=FailureKind.STREAM_ERROR,
-                        error_type=event.error.type,
-                    )
-                await queue.put(event)
+            async for batch in events:
+                for event in batch:
+                    if isinstance(event, m.ErrorEvent):  # the engine raises instead; just in case
+                        raise UpstreamError(
+                            event.error.message,
+                            kind=FailureKind.STREAM_ERROR,
+                            error_type=event.error.type,
+                        )
+                await queue.put(batch)
         except Exception as exc:
             end = _End(exc)
         await queue.put(end)
@@ -108,7 +109,7 @@ async def relay(
             batch: list[m.StreamEvent] = []
             item = await queue.get()
             while not isinstance(item, _End):
-                batch.append(item)
+                batch += item
                 if queue.empty():
                     break
                 item = queue.get_nowait()

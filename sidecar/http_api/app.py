@@ -198,14 +198,9 @@ class HttpApi:
             headers = _SSE_HEADERS + _encode_headers(stream.outcome.metadata())
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
-                async for event in stream:
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": encode_events((event,)),
-                            "more_body": True,
-                        }
-                    )
+                async for batch in stream:
+                    body = encode_events(batch)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
             except SidecarError as exc:
                 # After the commit point nothing is retried: say so in-band, never end quietly.
                 await send(

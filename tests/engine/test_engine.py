@@ -73,26 +73,30 @@ class FakeBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[list[StreamEvent], None]:
         step = self._next()
         try:
             if isinstance(step, UpstreamError):
                 raise step
-            yield MessageStart(message=Message(id="msg_1", model="m", content=[]))
-            yield ContentBlockStart(index=0, content_block=TextBlock(text=""))
+            yield [
+                MessageStart(message=Message(id="msg_1", model="m", content=[])),
+                ContentBlockStart(index=0, content_block=TextBlock(text="")),
+            ]
             if step == "stall_after_start":
                 await asyncio.sleep(3600)
-            yield ContentBlockDelta(index=0, delta=TextDelta(text=f"from {self.name}"))
+            yield [ContentBlockDelta(index=0, delta=TextDelta(text=f"from {self.name}"))]
             if step == "cut_after_content":
                 raise UpstreamError("cut", kind=FailureKind.INCOMPLETE, backend=self.name)
             if step == "stall_after_content":
                 await asyncio.sleep(3600)
-            yield ContentBlockStop(index=0)
-            yield MessageDelta(
-                delta=MessageDeltaBody(stop_reason="end_turn"),
-                usage=MessageDeltaUsage(output_tokens=2),
-            )
-            yield MessageStop()
+            yield [ContentBlockStop(index=0)]
+            yield [
+                MessageDelta(
+                    delta=MessageDeltaBody(stop_reason="end_turn"),
+                    usage=MessageDeltaUsage(output_tokens=2),
+                )
+            ]
+            yield [MessageStop()]
         finally:
             self.closed += 1
 
@@ -265,8 +269,8 @@ async def collect(engine: Engine, c: Call) -> tuple[list[StreamEvent], SidecarEr
     stream = await engine.open_stream(c)
     events: list[StreamEvent] = []
     try:
-        async for event in stream:
-            events.append(event)
+        async for batch in stream:
+            events += batch
     except SidecarError as exc:
         return events, exc
     finally:
@@ -289,7 +293,7 @@ async def test_stream_falls_back_before_commit(error: UpstreamError) -> None:
 async def test_stream_ttft_timeout_falls_back_invisibly() -> None:
     engine, a, b = make_engine(["stall_after_start"], [], Policy(ttft_timeout=0.05))
     stream = await engine.open_stream(call())
-    events = [e async for e in stream]
+    events = [e async for batch in stream for e in batch]
     await stream.aclose()
     # message_start of the stalled attempt was held back: exactly one reaches the caller.
     assert sum(isinstance(e, MessageStart) for e in events) == 1

@@ -52,11 +52,11 @@ def test_coalesce(events: list[m.StreamEvent], expected: list[m.StreamEvent]) ->
 
 async def _source(
     events: list[m.StreamEvent], *, gap: float = 0.0, then: BaseException | None = None
-) -> AsyncIterator[m.StreamEvent]:
-    for event in events:
+) -> AsyncIterator[list[m.StreamEvent]]:
+    for event in events:  # one event per batch: one upstream read each
         if gap:
             await asyncio.sleep(gap)
-        yield event
+        yield [event]
     if then is not None:
         raise then
 
@@ -99,10 +99,10 @@ async def test_error_after_events_is_raised_after_they_are_written() -> None:
 async def test_cancel_stops_the_reader() -> None:
     closed = asyncio.Event()
 
-    async def endless() -> AsyncIterator[m.StreamEvent]:
+    async def endless() -> AsyncIterator[list[m.StreamEvent]]:
         try:
             while True:
-                yield text(0, "x")
+                yield [text(0, "x")]
                 await asyncio.sleep(0.001)
         finally:
             closed.set()
@@ -122,3 +122,12 @@ async def test_error_event_becomes_an_error() -> None:
         await relay(_source([STOP0, error, SIG]), writer)
     assert (caught.value.error_type, caught.value.message) == ("overloaded_error", "busy")
     assert writer.got == [STOP0]
+
+
+async def test_a_batch_of_one_read_is_merged_even_when_the_writer_keeps_up() -> None:
+    async def one_read() -> AsyncIterator[list[m.StreamEvent]]:
+        yield [STOP0, *DELTAS[:3]]
+
+    writer = Writer()
+    await relay(one_read(), writer)
+    assert writer.got == [STOP0, text(0, "012")]

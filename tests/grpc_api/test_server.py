@@ -86,12 +86,12 @@ class FakeStream:
         self._hang = hang
         self.closed = asyncio.Event()
 
-    def __aiter__(self) -> AsyncIterator[m.StreamEvent]:
+    def __aiter__(self) -> AsyncIterator[list[m.StreamEvent]]:
         return self._run()
 
-    async def _run(self) -> AsyncIterator[m.StreamEvent]:
+    async def _run(self) -> AsyncIterator[list[m.StreamEvent]]:
         for event in self._events:
-            yield event
+            yield [event]
         if self._hang:
             await asyncio.Event().wait()
         if self._then is not None:
