@@ -79,6 +79,7 @@ class OpenAIBackend:
             message_id=new_message_id(),
             model=call.request.model,
             input_tokens=estimate_input_tokens(call.request),
+            notes=notes,
         )
         frames = self._client.post_sse(
             self.name,
