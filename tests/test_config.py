@@ -135,3 +135,12 @@ def test_big_and_small_model() -> None:
     config = load_config(None, env)
     assert config.routes.chain_for("claude-3-haiku").targets[0].model == "gpt-4o-mini"
     assert config.routes.chain_for("claude-sonnet-4").targets[0].model == "gpt-4o"
+
+
+def test_the_example_configuration_loads() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(
+        str(root / "config" / "example.yaml"), {"VLLM_KEY": "k", "ANTHROPIC_API_KEY": "a"}
+    )
+    assert config.routes.chain_for("claude-3-5-haiku").name == "fast"
+    assert config.routes.chains["fast"].policy.retries == 2

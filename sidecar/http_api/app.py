@@ -98,6 +98,7 @@ class HttpApi:
             ("GET", "/v1/models"): self._models,
             ("GET", "/healthz"): self._healthz,
             ("GET", "/readyz"): self._readyz,
+            ("GET", "/debug/breakers"): self._breakers,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -262,6 +263,10 @@ class HttpApi:
 
     async def _healthz(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         await _send_json(send, 200, b'{"status":"ok"}', [])
+
+    async def _breakers(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        snapshot = self._engine.breakers.snapshot()
+        await _send_json(send, 200, json_encoder.encode(snapshot), [])
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         if self._readiness.ready:
