@@ -68,15 +68,29 @@ def _upstream_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list
         up.close()
 
 
+def _live_upstream(
+    holder: list[UpstreamProcess], tmp_path_factory: pytest.TempPathFactory
+) -> UpstreamProcess:
+    if not holder or not holder[-1].alive():
+        log_dir = tmp_path_factory.mktemp("upstream")
+        holder.append(UpstreamProcess(log_dir, max_seconds=3600.0))
+    return holder[-1]
+
+
+@pytest.fixture(scope="module")
+def module_upstream(
+    _upstream_session: list[UpstreamProcess], tmp_path_factory: pytest.TempPathFactory
+) -> UpstreamProcess:
+    """The shared fake upstream, for module-scoped fixtures (e.g. a module's sidecar config)."""
+    return _live_upstream(_upstream_session, tmp_path_factory)
+
+
 @pytest.fixture
 def upstream(
     _upstream_session: list[UpstreamProcess], tmp_path_factory: pytest.TempPathFactory
 ) -> UpstreamProcess:
     """The shared fake upstream, with an empty script and log."""
-    if not _upstream_session or not _upstream_session[-1].alive():
-        log_dir = tmp_path_factory.mktemp("upstream")
-        _upstream_session.append(UpstreamProcess(log_dir, max_seconds=3600.0))
-    up = _upstream_session[-1]
+    up = _live_upstream(_upstream_session, tmp_path_factory)
     up.control.reset()
     return up
 
