@@ -99,6 +99,7 @@ class HttpApi:
             ("GET", "/healthz"): self._healthz,
             ("GET", "/readyz"): self._readyz,
             ("GET", "/debug/breakers"): self._breakers,
+            ("GET", "/debug/tasks"): self._tasks,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -267,6 +268,16 @@ class HttpApi:
     async def _breakers(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         snapshot = self._engine.breakers.snapshot()
         await _send_json(send, 200, json_encoder.encode(snapshot), [])
+
+    async def _tasks(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        # Tasks alive in the loop besides this request's own: a leak check for load tests.
+        mine = asyncio.current_task()
+        names = sorted(
+            getattr(task.get_coro(), "__qualname__", "?")
+            for task in asyncio.all_tasks()
+            if task is not mine
+        )
+        await _send_json(send, 200, json_encoder.encode({"tasks": len(names), "names": names}), [])
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         if self._readiness.ready:
