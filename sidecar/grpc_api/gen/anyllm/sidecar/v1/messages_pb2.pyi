@@ -484,7 +484,9 @@ class ToolUseBlock(_message.Message):
     name: _builtins.str
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
-        """The tool's arguments, a JSON object."""
+        """The tool's arguments, a JSON object. Struct numbers are doubles: whole numbers come back as
+        3.0 in most languages, and integers above 2^53 lose precision.
+        """
 
     @_builtins.property
     def cache_control(self) -> Global___CacheControl: ...
