@@ -24,6 +24,7 @@ from sidecar.engine.engine import Engine
 from sidecar.grpc_api.server import start_grpc_server
 from sidecar.http_api.app import HttpApi
 from sidecar.logs import log
+from sidecar.observe import Telemetry
 
 
 class Lifecycle:
@@ -60,7 +61,9 @@ async def serve(config: Config) -> int:
     """Run the sidecar until a signal; returns the process exit code."""
     loop = asyncio.get_running_loop()
     backends = {name: build_backend(name, s) for name, s in config.backends.items()}
-    engine = Engine(backends=backends, routes=config.routes)
+    telemetry = Telemetry()
+    engine = Engine(backends=backends, routes=config.routes, observer=telemetry)
+    telemetry.watch_breakers(engine.breakers.snapshot)
     lifecycle = Lifecycle()
     if config.demo:
         log(
@@ -74,7 +77,12 @@ async def serve(config: Config) -> int:
         engine, config.server.grpc, max_message_bytes=config.server.max_message_bytes
     )
     sock = _bind(config.server.http)
-    http_api = HttpApi(engine, readiness=lifecycle, max_body_bytes=config.server.max_body_bytes)
+    http_api = HttpApi(
+        engine,
+        readiness=lifecycle,
+        max_body_bytes=config.server.max_body_bytes,
+        metrics=telemetry.render,
+    )
     http_server = _HttpServer(
         uvicorn.Config(
             http_api,

@@ -349,6 +349,7 @@ class Call:
     passthrough_headers: tuple[tuple[str, str], ...] = ()
     # The caller's JSON body when it came over HTTP: relayed as is to a native upstream.
     raw_body: bytes | None = None
+    surface: str = "http"  # which front door it came through (for metrics and logs)
 
 
 # One decoder / encoder each, built once: msgspec compiles the type on construction.

@@ -47,6 +47,8 @@ from sidecar.model import (
     Call,
     CountTokensRequest,
     Message,
+    MessageDelta,
+    MessageStart,
     MessageStop,
     StreamEvent,
     TokenCount,
@@ -55,7 +57,7 @@ from sidecar.model import (
 
 from .breaker import Breakers
 from .classify import Verdict, classify, retry_delay
-from .outcome import Attempt, Outcome
+from .outcome import Attempt, NullObserver, Observer, Outcome
 from .policy import Chain, Policy, Routes, Target
 from .validation import check_request
 
@@ -74,16 +76,18 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        observer: Observer | None = None,
     ) -> None:
         self._backends = backends
         self._routes = routes
         self._sleep = sleep
         self._jitter = jitter
+        self._observer = observer or NullObserver()
         self.breakers = Breakers(clock)
 
     # ------------------------------------------------------------------ routing
 
-    def _chain_for(self, model: str, requested: str | None) -> Chain:
+    def _chain_for(self, model: str, requested: str | None) -> tuple[Chain, str]:
         if requested is not None:
             chain = self._routes.chains.get(requested)
             if chain is None:
@@ -92,8 +96,42 @@ class Engine:
                     f"x-anyllm-chain: unknown chain {requested!r} (configured: {known})",
                     field="x-anyllm-chain",
                 )
-            return chain
-        return self._routes.chain_for(model)
+            return chain, "header"
+        return self._routes.resolve(model)
+
+    # ------------------------------------------------------------------ request lifecycle
+
+    def _start(
+        self, kind: str, surface: str, request_id: str, model: str, requested: str | None
+    ) -> tuple[Chain, Outcome]:
+        chain, route = self._chain_for(model, requested)
+        outcome = Outcome(
+            request_id=request_id,
+            chain=chain.name,
+            kind=kind,
+            surface=surface,
+            route=route,
+            started=asyncio.get_running_loop().time(),
+        )
+        self._observer.request_started(outcome)
+        return chain, outcome
+
+    def _finish(self, outcome: Outcome, result: str) -> None:
+        outcome.result = result
+        outcome.duration = asyncio.get_running_loop().time() - outcome.started
+        self._observer.request_finished(outcome)
+
+    async def _observed(self, outcome: Outcome, work: Awaitable[T]) -> T:
+        """Await ``work``, finishing ``outcome`` with its result whatever happens."""
+        try:
+            result = await work
+        except SidecarError as exc:
+            self._finish(outcome, exc.error_type)
+            raise
+        except BaseException:
+            self._finish(outcome, "cancelled")
+            raise
+        return result
 
     def model_names(self) -> list[str]:
         """Names a caller can put in ``model`` to pick a chain (for ``/v1/models``)."""
@@ -117,16 +155,9 @@ class Engine:
         return best
 
     async def _run(
-        self,
-        model: str,
-        chain_name: str | None,
-        deadline: float | None,
-        request_id: str,
-        attempt: AttemptFn[T],
-    ) -> tuple[T, Outcome]:
-        chain = self._chain_for(model, chain_name)
+        self, chain: Chain, outcome: Outcome, deadline: float | None, attempt: AttemptFn[T]
+    ) -> T:
         policy = chain.policy
-        outcome = Outcome(request_id=request_id, chain=chain.name)
         loop = asyncio.get_running_loop()
         own = loop.time() + policy.timeout
         deadline = own if deadline is None else min(deadline, own)
@@ -191,8 +222,9 @@ class Engine:
                 self.breakers.success(target.label)
                 self._record(outcome, target, now, None)
                 outcome.answered_by = backend.name
+                outcome.answered_target = target.label
                 outcome.degradations.extend(notes)
-                return result, outcome
+                return result
         raise self._fail(outcome, last, None)
 
     def _fail(
@@ -232,6 +264,9 @@ class Engine:
 
     async def create(self, call: Call) -> tuple[Message, Outcome]:
         check_request(call.request)
+        chain, outcome = self._start(
+            "create", call.surface, call.request_id, call.request.model, call.chain
+        )
 
         async def attempt(
             backend: Backend,
@@ -250,13 +285,18 @@ class Engine:
             except TimeoutError:
                 raise _timeout(backend.name, end, deadline, FailureKind.READ_TIMEOUT) from None
 
-        return await self._run(
-            call.request.model, call.chain, call.deadline, call.request_id, attempt
-        )
+        message = await self._observed(outcome, self._run(chain, outcome, call.deadline, attempt))
+        outcome.input_tokens = message.usage.input_tokens
+        outcome.output_tokens = message.usage.output_tokens
+        self._finish(outcome, "ok")
+        return message, outcome
 
     async def open_stream(self, call: Call) -> EngineStream:
         """Try targets until one stream commits; raise if none does."""
         check_request(call.request)
+        chain, outcome = self._start(
+            "stream", call.surface, call.request_id, call.request.model, call.chain
+        )
 
         async def attempt(
             backend: Backend,
@@ -281,17 +321,30 @@ class Engine:
                 raise
             return events, held, end, policy, backend.name
 
-        (events, held, end, policy, name), outcome = await self._run(
-            call.request.model, call.chain, call.deadline, call.request_id, attempt
+        events, held, end, policy, name = await self._observed(
+            outcome, self._run(chain, outcome, call.deadline, attempt)
         )
+        outcome.ttft = asyncio.get_running_loop().time() - outcome.started
         return EngineStream(
-            events, held, outcome, idle_timeout=policy.idle_timeout, attempt_end=end, backend=name
+            events,
+            held,
+            outcome,
+            idle_timeout=policy.idle_timeout,
+            attempt_end=end,
+            backend=name,
+            finish=self._finish,
         )
 
     async def count_tokens(
-        self, request: CountTokensRequest, *, chain: str | None, request_id: str
+        self,
+        request: CountTokensRequest,
+        *,
+        chain: str | None,
+        request_id: str,
+        surface: str = "http",
     ) -> tuple[TokenCount, Outcome]:
         check_request(request)
+        picked, outcome = self._start("count_tokens", surface, request_id, request.model, chain)
 
         async def attempt(
             backend: Backend,
@@ -310,7 +363,10 @@ class Engine:
                 notes.append("count_tokens.estimated")
             return count
 
-        return await self._run(request.model, chain, None, request_id, attempt)
+        count = await self._observed(outcome, self._run(picked, outcome, None, attempt))
+        outcome.input_tokens = count.input_tokens
+        self._finish(outcome, "ok")
+        return count, outcome
 
 
 def _timeout(backend: str, end: float, deadline: float, kind: FailureKind) -> SidecarError:
@@ -368,8 +424,11 @@ class EngineStream:
         idle_timeout: float,
         attempt_end: float,
         backend: str,
+        finish: Callable[[Outcome, str], None],
     ) -> None:
         self.outcome = outcome
+        self._finish_outcome = finish
+        self._finished = False
         self._events = events
         self._held = held
         self._idle_timeout = idle_timeout
@@ -382,12 +441,30 @@ class EngineStream:
 
     def _fail(self, error: SidecarError) -> SidecarError:
         error.metadata = self.outcome.error_metadata()
+        self._done(error.error_type)
         return error
+
+    def _done(self, result: str) -> None:
+        if not self._finished:
+            self._finished = True
+            self._finish_outcome(self.outcome, result)
+
+    def _count(self, batch: list[StreamEvent]) -> None:
+        for event in batch:
+            if type(event) is MessageDelta:
+                self.outcome.output_tokens = event.usage.output_tokens
+                if event.usage.input_tokens is not None:
+                    self.outcome.input_tokens = event.usage.input_tokens
+            elif type(event) is MessageStart:
+                self.outcome.input_tokens = event.message.usage.input_tokens
 
     async def _run(self) -> AsyncGenerator[list[StreamEvent], None]:
         loop = asyncio.get_running_loop()
         async with aclosing(self._events):
             batch, self._held = self._held, []
+            self._count(batch)
+            if isinstance(batch[-1], MessageStop):
+                self._done("ok")
             yield batch
             if isinstance(batch[-1], MessageStop):
                 await self._finish(loop.time() + self._idle_timeout)
@@ -419,6 +496,9 @@ class EngineStream:
                 except SidecarError as exc:
                     raise self._fail(exc) from None
                 batch, stopped = _through_stop(batch)
+                self._count(batch)
+                if stopped:
+                    self._done("ok")
                 yield batch
                 if stopped:
                     await self._finish(when)
@@ -435,6 +515,7 @@ class EngineStream:
     async def aclose(self) -> None:
         await self._iterator.aclose()
         await _close_quietly(self._events)
+        self._done("cancelled")  # closed before its end: the caller went away
 
 
 async def _close_quietly(events: Events) -> None:

@@ -1,13 +1,15 @@
 """The outcome record: what happened to one request, attempt by attempt.
 
 The engine fills it in as it goes; surfaces turn it into response headers / gRPC metadata
-(``metadata()``), and logs and metrics read it. It is mutable while the request runs and only
-read after.
+(``metadata()``), and an ``Observer`` (metrics and the per-request log line, built by the
+composition root) reads it when the request starts and when it is finished. It is mutable while
+the request runs and only read after.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 # Metadata keys, the same on HTTP (headers) and gRPC (metadata); lower case as gRPC requires.
 BACKEND_KEY = "x-anyllm-backend"
@@ -32,11 +34,21 @@ class Attempt:
 class Outcome:
     request_id: str
     chain: str
+    kind: str = "create"  # create | stream | count_tokens
+    surface: str = ""  # http | grpc
+    route: str = "default"  # what chose the chain: header, a route's glob, name, default
+    started: float = 0.0  # loop clock
     attempts: list[Attempt] = dataclasses.field(default_factory=list)
     answered_by: str | None = None  # backend name
+    answered_target: str | None = None  # backend/model
     exhausted: bool = False
     degradations: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)  # targets with an open breaker
+    ttft: float | None = None  # streams: seconds from the start to the commit point
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    result: str = ""  # when finished: "ok", an Anthropic error type, or "cancelled"
+    duration: float = 0.0  # when finished: seconds from the start
 
     def metadata(self) -> list[tuple[str, str]]:
         """Headers / gRPC metadata describing this outcome (known so far)."""
@@ -57,3 +69,19 @@ class Outcome:
             # The chain already retried: the official SDKs obey this and won't multiply retries.
             items.append((SHOULD_RETRY_KEY, "false"))
         return items
+
+
+class Observer(Protocol):
+    """Told when each request starts and when it is finished (metrics, logs)."""
+
+    def request_started(self, outcome: Outcome) -> None: ...
+
+    def request_finished(self, outcome: Outcome) -> None: ...
+
+
+class NullObserver:
+    def request_started(self, outcome: Outcome) -> None:
+        return None
+
+    def request_finished(self, outcome: Outcome) -> None:
+        return None

@@ -80,10 +80,18 @@ class Routes:
 
     def __init__(self, routes: list[tuple[str, str]], chains: dict[str, Chain]) -> None:
         self._routes = [(re.compile(fnmatch.translate(glob)), chain) for glob, chain in routes]
+        self._globs = [glob for glob, _ in routes]
         self.chains = chains
 
     def chain_for(self, model: str) -> Chain:
-        for pattern, name in self._routes:
+        return self.resolve(model)[0]
+
+    def resolve(self, model: str) -> tuple[Chain, str]:
+        """The chain for ``model`` and what chose it (a bounded label for metrics)."""
+        for (pattern, name), glob in zip(self._routes, self._globs, strict=True):
             if pattern.match(model):
-                return self.chains[name]
-        return self.chains.get(model) or self.chains["default"]
+                return self.chains[name], glob
+        chain = self.chains.get(model)
+        if chain is not None:
+            return chain, "name"
+        return self.chains["default"], "default"

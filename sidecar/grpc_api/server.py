@@ -89,7 +89,12 @@ class EngineLike(Protocol):
     async def open_stream(self, call: Call) -> EngineStreamLike: ...
 
     async def count_tokens(
-        self, request: CountTokensRequest, *, chain: str | None, request_id: str
+        self,
+        request: CountTokensRequest,
+        *,
+        chain: str | None,
+        request_id: str,
+        surface: str = "http",
     ) -> tuple[TokenCount, Outcome]: ...
 
 
@@ -216,6 +221,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
             chain=incoming.chain,
             deadline=_deadline(context),
             passthrough_headers=incoming.passthrough,
+            surface="grpc",
         )
 
     async def CreateMessage(  # the rpc's name
@@ -266,6 +272,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
                 convert.count_tokens_request_from_proto(request),
                 chain=incoming.chain,
                 request_id=incoming.request_id,
+                surface="grpc",
             )
         except Exception as exc:
             await _abort(context, exc, incoming.request_id)

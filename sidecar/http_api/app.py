@@ -87,8 +87,16 @@ def error_body(error: SidecarError, request_id: str) -> bytes:
 
 
 class HttpApi:
-    def __init__(self, engine: Engine, *, readiness: Readiness, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        readiness: Readiness,
+        max_body_bytes: int,
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._readiness = readiness
         self._max_body = max_body_bytes
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive, Send, str], Awaitable[None]]]
@@ -100,6 +108,7 @@ class HttpApi:
             ("GET", "/readyz"): self._readyz,
             ("GET", "/debug/breakers"): self._breakers,
             ("GET", "/debug/tasks"): self._tasks,
+            ("GET", "/metrics"): self._metrics_text,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -268,6 +277,16 @@ class HttpApi:
     async def _breakers(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         snapshot = self._engine.breakers.snapshot()
         await _send_json(send, 200, json_encoder.encode(snapshot), [])
+
+    async def _metrics_text(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        if self._metrics is None:
+            raise _not_found("/metrics")
+        body = self._metrics()
+        headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _tasks(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         # Tasks alive in the loop besides this request's own: a leak check for load tests.

@@ -127,7 +127,12 @@ class FakeEngine:
         return stream
 
     async def count_tokens(
-        self, request: m.CountTokensRequest, *, chain: str | None, request_id: str
+        self,
+        request: m.CountTokensRequest,
+        *,
+        chain: str | None,
+        request_id: str,
+        surface: str = "http",
     ) -> tuple[m.TokenCount, Outcome]:
         if self.error is not None:
             raise self.error

@@ -1,0 +1,176 @@
+"""Metrics and the per-request log line, both fed from the engine's ``Outcome`` records.
+
+``Telemetry`` is the engine's ``Observer``: when a request starts it counts it in flight; when it
+is finished it updates the Prometheus metrics and writes one JSON log line. Label values are
+bounded: surfaces, chain and backend names, route globs and error types all come from the
+configuration or from fixed sets, never from a caller's model string or request id.
+
+The breaker gauge is read at scrape time from the engine's breakers (a custom collector), so
+nothing is updated on the request path for it. ``render()`` is what ``GET /metrics`` serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sidecar.engine.outcome import Outcome
+from sidecar.logs import log
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
+_BREAKER_VALUES = {"closed": 0.0, "open": 1.0, "half_open": 2.0}
+
+
+class _BreakerCollector(Collector):
+    def __init__(self, snapshot: Callable[[], dict[str, dict[str, object]]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "anyllm_breaker_state",
+            "Circuit breaker per target: 0 closed, 1 open, 2 half-open (one probe in flight).",
+            labels=["target"],
+        )
+        for target, state in self._snapshot().items():
+            family.add_metric([target], _BREAKER_VALUES.get(str(state["state"]), 0.0))
+        yield family
+
+
+class Telemetry:
+    def __init__(self, *, log_requests: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._log_requests = log_requests
+        r = self.registry
+        self.requests = Counter(
+            "anyllm_requests",
+            "Finished requests by surface, kind, route, chain and result "
+            "(ok, an Anthropic error type, or cancelled).",
+            ["surface", "kind", "route", "chain", "result"],
+            registry=r,
+        )
+        self.exhausted = Counter(
+            "anyllm_fallback_exhausted",
+            "Requests for which every target of the chain failed.",
+            ["chain"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "anyllm_upstream_attempts",
+            "Upstream attempts by target and result (ok, status, connect, ttft_timeout, ...).",
+            ["target", "result"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "anyllm_fallbacks",
+            "Moves from a failed target to the next one, by the failed target and reason.",
+            ["chain", "target", "reason"],
+            registry=r,
+        )
+        self.attempt_seconds = Histogram(
+            "anyllm_upstream_attempt_duration_seconds",
+            "Duration of one upstream attempt (for streams: up to the commit point).",
+            ["target"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft_seconds = Histogram(
+            "anyllm_time_to_first_token_seconds",
+            "Streams: from the request's start to its first content, fallbacks included.",
+            ["chain"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "anyllm_request_duration_seconds",
+            "Whole requests, start to end (streams: to their last event).",
+            ["surface", "kind", "chain"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "anyllm_in_flight_requests",
+            "Requests being served, by surface and kind (create, stream, count_tokens).",
+            ["surface", "kind"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "anyllm_tokens",
+            "Tokens by answering target and direction (input, output).",
+            ["target", "direction"],
+            registry=r,
+        )
+        self.degradations = Counter(
+            "anyllm_degradations",
+            "Features dropped or approximated in translation, by feature.",
+            ["feature"],
+            registry=r,
+        )
+
+    def watch_breakers(self, snapshot: Callable[[], dict[str, dict[str, object]]]) -> None:
+        self.registry.register(_BreakerCollector(snapshot))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # ------------------------------------------------------------------ Observer
+
+    def request_started(self, outcome: Outcome) -> None:
+        self.in_flight.labels(outcome.surface, outcome.kind).inc()
+
+    def request_finished(self, outcome: Outcome) -> None:
+        self.in_flight.labels(outcome.surface, outcome.kind).dec()
+        self.requests.labels(
+            outcome.surface, outcome.kind, outcome.route, outcome.chain, outcome.result
+        ).inc()
+        self.request_seconds.labels(outcome.surface, outcome.kind, outcome.chain).observe(
+            outcome.duration
+        )
+        if outcome.exhausted:
+            self.exhausted.labels(outcome.chain).inc()
+        for i, attempt in enumerate(outcome.attempts):
+            self.attempts.labels(attempt.target, attempt.outcome).inc()
+            self.attempt_seconds.labels(attempt.target).observe(attempt.duration)
+            if attempt.outcome != "ok" and i + 1 < len(outcome.attempts):
+                reason = f"http_{attempt.status}" if attempt.status else attempt.outcome
+                self.fallbacks.labels(outcome.chain, attempt.target, reason).inc()
+        if outcome.ttft is not None:
+            self.ttft_seconds.labels(outcome.chain).observe(outcome.ttft)
+        if outcome.answered_target is not None and outcome.kind != "count_tokens":
+            if outcome.input_tokens:
+                self.tokens.labels(outcome.answered_target, "input").inc(outcome.input_tokens)
+            if outcome.output_tokens:
+                self.tokens.labels(outcome.answered_target, "output").inc(outcome.output_tokens)
+        for feature in dict.fromkeys(outcome.degradations):
+            self.degradations.labels(feature).inc()
+        if self._log_requests:
+            log(
+                "request",
+                request_id=outcome.request_id,
+                surface=outcome.surface,
+                kind=outcome.kind,
+                chain=outcome.chain,
+                route=outcome.route,
+                result=outcome.result,
+                backend=outcome.answered_by,
+                target=outcome.answered_target,
+                exhausted=outcome.exhausted,
+                duration_ms=round(outcome.duration * 1000, 2),
+                ttft_ms=None if outcome.ttft is None else round(outcome.ttft * 1000, 2),
+                input_tokens=outcome.input_tokens,
+                output_tokens=outcome.output_tokens,
+                attempts=[
+                    {
+                        "target": a.target,
+                        "result": a.outcome,
+                        "status": a.status,
+                        "duration_ms": round(a.duration * 1000, 2),
+                    }
+                    for a in outcome.attempts
+                ],
+                skipped=outcome.skipped or None,
+                degradations=list(dict.fromkeys(outcome.degradations)) or None,
+            )
