@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from sidecar.auth import TokenCheck
 from sidecar.backends import build_backend
 from sidecar.config import Config, parse_address
 from sidecar.engine.engine import Engine
@@ -62,9 +63,22 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     backends = {name: build_backend(name, s) for name, s in config.backends.items()}
     telemetry = Telemetry()
-    engine = Engine(backends=backends, routes=config.routes, observer=telemetry)
+    engine = Engine(
+        backends=backends,
+        routes=config.routes,
+        observer=telemetry,
+        max_concurrent=config.server.max_concurrent_requests,
+    )
+    auth = TokenCheck(config.server.auth_tokens)
     telemetry.watch_breakers(engine.breakers.snapshot)
     lifecycle = Lifecycle()
+    if not auth.enabled and config.server.allow_unauthenticated_non_loopback:
+        log(
+            "unauthenticated_listener",
+            level=30,
+            message="listening beyond loopback without auth_tokens (allowed by "
+            "server.allow_unauthenticated_non_loopback): make sure nothing else can connect",
+        )
     if config.demo:
         log(
             "demo_mode",
@@ -74,7 +88,7 @@ async def serve(config: Config) -> int:
         )
 
     grpc_server, grpc_port, health = await start_grpc_server(
-        engine, config.server.grpc, max_message_bytes=config.server.max_message_bytes
+        engine, config.server.grpc, max_message_bytes=config.server.max_message_bytes, auth=auth
     )
     sock = _bind(config.server.http)
     http_api = HttpApi(
@@ -82,6 +96,7 @@ async def serve(config: Config) -> int:
         readiness=lifecycle,
         max_body_bytes=config.server.max_body_bytes,
         metrics=telemetry.render,
+        auth=auth,
     )
     http_server = _HttpServer(
         uvicorn.Config(
@@ -137,6 +152,7 @@ async def serve(config: Config) -> int:
 
     # Drain: not ready first, then stop accepting and let in-flight work finish.
     lifecycle.ready = False
+    engine.draining = True  # a request that still arrives gets a retryable overloaded_error
     await health.enter_graceful_shutdown()
     http_server.should_exit = True
     await asyncio.gather(grpc_server.stop(config.server.grace), http_task, return_exceptions=True)

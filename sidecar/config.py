@@ -38,6 +38,11 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     grace: float = 20.0  # seconds in-flight requests get to finish after SIGTERM
     max_body_bytes: int = 32 << 20
     max_message_bytes: int = 32 << 20
+    max_concurrent_requests: int = 1024  # beyond it: overloaded_error, not a queue
+    auth_tokens: tuple[str, ...] = ()  # when set, both surfaces require one of them
+    # Listening beyond loopback without tokens must be asked for (e.g. in a pod whose
+    # NetworkPolicy admits nobody else, so that kubelet probes reach the pod IP).
+    allow_unauthenticated_non_loopback: bool = False
 
 
 class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -167,6 +172,22 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
             raise ConfigError(
                 f"{source}: chains.{name}.policy.on_context_overflow: unknown chain {overflow!r}"
             )
+    server = raw.server
+    for what in ("http", "grpc"):
+        host, _ = parse_address(getattr(server, what), what)
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        if (
+            not loopback
+            and not server.auth_tokens
+            and not server.allow_unauthenticated_non_loopback
+        ):
+            raise ConfigError(
+                f"{source}: server.{what}: {host} is not a loopback address; set "
+                "server.auth_tokens, or server.allow_unauthenticated_non_loopback: true "
+                "if something else (e.g. a NetworkPolicy) keeps other callers out"
+            )
+    if server.max_concurrent_requests < 1:
+        raise ConfigError(f"{source}: server.max_concurrent_requests: must be at least 1")
     for i, route in enumerate(raw.routes):
         if route.chain not in chains:
             raise ConfigError(f"{source}: routes[{i}].chain: unknown chain {route.chain!r}")

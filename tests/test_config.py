@@ -144,3 +144,28 @@ def test_the_example_configuration_loads() -> None:
     )
     assert config.routes.chain_for("claude-3-5-haiku").name == "fast"
     assert config.routes.chains["fast"].policy.retries == 2
+
+
+LISTEN = [
+    pytest.param(
+        {"http": "0.0.0.0:8080"}, "server.http: 0.0.0.0 is not a loopback", id="any-no-token"
+    ),
+    pytest.param({"grpc": "10.1.2.3:50051"}, "server.grpc: 10.1.2.3", id="pod-ip-no-token"),
+    pytest.param({"http": "0.0.0.0:8080", "auth_tokens": ["t"]}, None, id="any-with-token"),
+    pytest.param(
+        {"http": "0.0.0.0:8080", "allow_unauthenticated_non_loopback": True}, None, id="opt-in"
+    ),
+    pytest.param({"http": "localhost:8080", "grpc": "[::1]:1"}, None, id="loopback-names"),
+]
+
+
+@pytest.mark.parametrize(("server", "error"), LISTEN)
+def test_listening_beyond_loopback_needs_tokens_or_an_opt_in(
+    server: dict[str, object], error: str | None
+) -> None:
+    doc = {"server": server, "backends": {"d": {"kind": "demo"}}}
+    if error is None:
+        build_config(doc, "c.yaml", {})
+        return
+    with pytest.raises(ConfigError, match=error):
+        build_config(doc, "c.yaml", {})

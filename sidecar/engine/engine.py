@@ -40,6 +40,7 @@ from sidecar.errors import (
     DeadlineExceededError,
     FailureKind,
     InvalidRequestError,
+    OverloadedError,
     SidecarError,
     UpstreamError,
 )
@@ -77,12 +78,16 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         observer: Observer | None = None,
+        max_concurrent: int = 1 << 30,
     ) -> None:
         self._backends = backends
         self._routes = routes
         self._sleep = sleep
         self._jitter = jitter
         self._observer = observer or NullObserver()
+        self._max_concurrent = max_concurrent
+        self._in_flight = 0
+        self.draining = False
         self.breakers = Breakers(clock)
 
     # ------------------------------------------------------------------ routing
@@ -104,7 +109,17 @@ class Engine:
     def _start(
         self, kind: str, surface: str, request_id: str, model: str, requested: str | None
     ) -> tuple[Chain, Outcome]:
+        if self.draining:
+            raise OverloadedError(
+                "the sidecar is shutting down; retry against its replacement", retry_after=1
+            )
+        if self._in_flight >= self._max_concurrent:
+            raise OverloadedError(
+                f"too many concurrent requests (limit {self._max_concurrent}); retry shortly",
+                retry_after=1,
+            )
         chain, route = self._chain_for(model, requested)
+        self._in_flight += 1
         outcome = Outcome(
             request_id=request_id,
             chain=chain.name,
@@ -116,7 +131,12 @@ class Engine:
         self._observer.request_started(outcome)
         return chain, outcome
 
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
     def _finish(self, outcome: Outcome, result: str) -> None:
+        self._in_flight -= 1
         outcome.result = result
         outcome.duration = asyncio.get_running_loop().time() - outcome.started
         self._observer.request_finished(outcome)

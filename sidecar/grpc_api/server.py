@@ -43,8 +43,15 @@ from grpc_health.v1._async import HealthServicer  # = HealthServicer
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from sidecar.auth import TokenCheck
 from sidecar.engine.outcome import ATTEMPTS_KEY, BACKEND_KEY, EXHAUSTED_KEY, Outcome
-from sidecar.errors import InternalError, InvalidRequestError, SidecarError, UpstreamError
+from sidecar.errors import (
+    AuthenticationError,
+    InternalError,
+    InvalidRequestError,
+    SidecarError,
+    UpstreamError,
+)
 from sidecar.grpc_api import convert
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
@@ -104,16 +111,20 @@ class EngineLike(Protocol):
 class _Incoming:
     """What the surface reads from a call's metadata."""
 
-    __slots__ = ("chain", "passthrough", "request_id")
+    __slots__ = ("authorization", "chain", "passthrough", "request_id")
 
     def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.request_id = ""
         self.chain: str | None = None
+        self.authorization: str | None = None
         passthrough: list[tuple[str, str]] = []
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id":
                 if isinstance(value, str) and 0 < len(value) <= _MAX_REQUEST_ID:
                     self.request_id = value
+            elif key == "authorization":
+                if isinstance(value, str):
+                    self.authorization = value
             elif key == "x-anyllm-chain":
                 if isinstance(value, str) and value:
                     self.chain = value
@@ -204,8 +215,15 @@ async def _abort(
 class MessagesServicer(spb_grpc.MessagesServiceServicer):
     """``anyllm.sidecar.v1.MessagesService`` over an engine."""
 
-    def __init__(self, engine: EngineLike) -> None:
+    def __init__(self, engine: EngineLike, auth: TokenCheck | None = None) -> None:
         self._engine = engine
+        self._auth = auth or TokenCheck(())
+
+    def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> _Incoming:
+        incoming = _Incoming(context)
+        if self._auth.enabled and not self._auth.allows(incoming.authorization):
+            raise AuthenticationError("a valid sidecar token is required in `authorization`")
+        return incoming
 
     @staticmethod
     def _call(
@@ -231,6 +249,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
     ) -> pb.Message:
         incoming = _Incoming(context)
         try:
+            incoming = self._admit(context)
             call = self._call(request, context, incoming, stream=False)
             message, outcome = await self._engine.create(call)
             reply = convert.message_to_proto(message)
@@ -247,6 +266,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         incoming = _Incoming(context)
         stream: EngineStreamLike | None = None
         try:
+            incoming = self._admit(context)
             call = self._call(request, context, incoming, stream=True)
             stream = await self._engine.open_stream(call)
             # Committed: the outcome so far (backend, attempts) goes out before the first event.
@@ -268,6 +288,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
     ) -> spb.CountTokensResponse:
         incoming = _Incoming(context)
         try:
+            incoming = self._admit(context)
             count, outcome = await self._engine.count_tokens(
                 convert.count_tokens_request_from_proto(request),
                 chain=incoming.chain,
@@ -289,7 +310,11 @@ async def _close(stream: EngineStreamLike) -> None:
 
 
 async def start_grpc_server(
-    engine: EngineLike, address: str, *, max_message_bytes: int = 16 << 20
+    engine: EngineLike,
+    address: str,
+    *,
+    max_message_bytes: int = 16 << 20,
+    auth: TokenCheck | None = None,
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Create, bind and start the gRPC server (call inside the running loop).
 
@@ -303,7 +328,7 @@ async def start_grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
     ]
     server = grpc.aio.server(options=options)
-    spb_grpc.add_MessagesServiceServicer_to_server(MessagesServicer(engine), server)
+    spb_grpc.add_MessagesServiceServicer_to_server(MessagesServicer(engine, auth), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -21,8 +21,10 @@ from typing import Any, Protocol
 
 import msgspec
 
+from sidecar.auth import TokenCheck
 from sidecar.engine.engine import Engine
 from sidecar.errors import (
+    AuthenticationError,
     InternalError,
     InvalidRequestError,
     NotFoundError,
@@ -45,6 +47,8 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+# Probes and scrapers reach these without a token.
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
 
 
@@ -94,8 +98,10 @@ class HttpApi:
         readiness: Readiness,
         max_body_bytes: int,
         metrics: Callable[[], bytes] | None = None,
+        auth: TokenCheck | None = None,
     ) -> None:
         self._engine = engine
+        self._auth = auth or TokenCheck(())
         self._metrics = metrics
         self._readiness = readiness
         self._max_body = max_body_bytes
@@ -118,6 +124,10 @@ class HttpApi:
         path: str = scope["path"].rstrip("/") or "/"
         handler = self._routes.get((scope["method"], path))
         try:
+            if self._auth.enabled and path not in _OPEN_PATHS and not self._authorized(scope):
+                raise AuthenticationError(
+                    "a valid sidecar token is required (x-api-key or authorization: Bearer)"
+                )
             if handler is None:
                 if path.startswith("/v1/models/") and scope["method"] == "GET":
                     await self._model(scope, send, request_id, path.removeprefix("/v1/models/"))
@@ -128,6 +138,11 @@ class HttpApi:
             await handler(scope, receive, send, request_id)
         except SidecarError as exc:
             await _send_error(send, exc, request_id)
+
+    def _authorized(self, scope: Scope) -> bool:
+        return self._auth.allows(_header(scope, b"x-api-key")) or self._auth.allows(
+            _header(scope, b"authorization")
+        )
 
     # ------------------------------------------------------------------ messages
 
