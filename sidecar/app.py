@@ -20,7 +20,7 @@ import uvicorn
 
 from sidecar.auth import TokenCheck
 from sidecar.backends import build_backend
-from sidecar.config import Config, parse_address
+from sidecar.config import Config, ConfigError, load_config, parse_address
 from sidecar.engine.engine import Engine
 from sidecar.grpc_api.server import start_grpc_server
 from sidecar.http_api.app import HttpApi
@@ -56,6 +56,24 @@ def _bind(address: str) -> socket.socket:
 def _address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reload(current: Config, engine: Engine) -> None:
+    """SIGHUP: read the configuration file again; a valid one serves new requests from now on,
+    an invalid one is rejected with the reason and the running one stays."""
+    if current.source == "environment":
+        log("reload_skipped", level=30, reason="configured from the environment: no file to read")
+        return
+    try:
+        new = load_config(current.source)
+    except ConfigError as exc:
+        log("reload_rejected", level=40, reason=str(exc))
+        return
+    if new.server != current.server:
+        log("reload_server_unchanged", level=30, reason="server settings apply at the next start")
+    backends = {name: build_backend(name, s) for name, s in new.backends.items()}
+    engine.reload(backends, new.routes)
+    log("reloaded", config=new.source, chains=engine.model_names())
 
 
 async def serve(config: Config) -> int:
@@ -136,6 +154,7 @@ async def serve(config: Config) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, _reload, config, engine)
 
     lifecycle.ready = True
     grpc_host = config.server.grpc.rpartition(":")[0]
@@ -156,8 +175,7 @@ async def serve(config: Config) -> int:
     await health.enter_graceful_shutdown()
     http_server.should_exit = True
     await asyncio.gather(grpc_server.stop(config.server.grace), http_task, return_exceptions=True)
-    for backend in backends.values():
-        await backend.aclose()
+    await engine.aclose()
     waiter.cancel()
     log("stopped")
     return 0

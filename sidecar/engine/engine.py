@@ -68,6 +68,26 @@ Events = AsyncGenerator[list[StreamEvent], None]
 AttemptFn = Callable[[Backend, Target, Policy, list[str], float, float], Awaitable[T]]
 
 
+class _Generation:
+    """One configuration's backends and routes, and how many requests still use them."""
+
+    def __init__(self, backends: Mapping[str, Backend], routes: Routes) -> None:
+        self.backends = backends
+        self.routes = routes
+        self.in_flight = 0
+        self.retired = False
+        self._closing: asyncio.Task[None] | None = None
+
+    def close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.close())
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+
+
 class Engine:
     def __init__(
         self,
@@ -80,8 +100,7 @@ class Engine:
         observer: Observer | None = None,
         max_concurrent: int = 1 << 30,
     ) -> None:
-        self._backends = backends
-        self._routes = routes
+        self._gen = _Generation(backends, routes)
         self._sleep = sleep
         self._jitter = jitter
         self._observer = observer or NullObserver()
@@ -92,23 +111,23 @@ class Engine:
 
     # ------------------------------------------------------------------ routing
 
-    def _chain_for(self, model: str, requested: str | None) -> tuple[Chain, str]:
+    def _chain_for(self, routes: Routes, model: str, requested: str | None) -> tuple[Chain, str]:
         if requested is not None:
-            chain = self._routes.chains.get(requested)
+            chain = routes.chains.get(requested)
             if chain is None:
-                known = ", ".join(sorted(self._routes.chains))
+                known = ", ".join(sorted(routes.chains))
                 raise InvalidRequestError(
                     f"x-anyllm-chain: unknown chain {requested!r} (configured: {known})",
                     field="x-anyllm-chain",
                 )
             return chain, "header"
-        return self._routes.resolve(model)
+        return routes.resolve(model)
 
     # ------------------------------------------------------------------ request lifecycle
 
     def _start(
         self, kind: str, surface: str, request_id: str, model: str, requested: str | None
-    ) -> tuple[Chain, Outcome]:
+    ) -> tuple[Chain, Outcome, _Generation]:
         if self.draining:
             raise OverloadedError(
                 "the sidecar is shutting down; retry against its replacement", retry_after=1
@@ -118,8 +137,10 @@ class Engine:
                 f"too many concurrent requests (limit {self._max_concurrent}); retry shortly",
                 retry_after=1,
             )
-        chain, route = self._chain_for(model, requested)
+        gen = self._gen
+        chain, route = self._chain_for(gen.routes, model, requested)
         self._in_flight += 1
+        gen.in_flight += 1
         outcome = Outcome(
             request_id=request_id,
             chain=chain.name,
@@ -129,33 +150,49 @@ class Engine:
             started=asyncio.get_running_loop().time(),
         )
         self._observer.request_started(outcome)
-        return chain, outcome
+        return chain, outcome, gen
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
-    def _finish(self, outcome: Outcome, result: str) -> None:
+    def _finish(self, outcome: Outcome, gen: _Generation, result: str) -> None:
         self._in_flight -= 1
+        gen.in_flight -= 1
+        if gen.retired and gen.in_flight == 0:
+            gen.close_soon()
         outcome.result = result
         outcome.duration = asyncio.get_running_loop().time() - outcome.started
         self._observer.request_finished(outcome)
 
-    async def _observed(self, outcome: Outcome, work: Awaitable[T]) -> T:
+    async def _observed(self, outcome: Outcome, gen: _Generation, work: Awaitable[T]) -> T:
         """Await ``work``, finishing ``outcome`` with its result whatever happens."""
         try:
             result = await work
         except SidecarError as exc:
-            self._finish(outcome, exc.error_type)
+            self._finish(outcome, gen, exc.error_type)
             raise
         except BaseException:
-            self._finish(outcome, "cancelled")
+            self._finish(outcome, gen, "cancelled")
             raise
         return result
 
     def model_names(self) -> list[str]:
         """Names a caller can put in ``model`` to pick a chain (for ``/v1/models``)."""
-        return sorted(self._routes.chains)
+        return sorted(self._gen.routes.chains)
+
+    # ------------------------------------------------------------------ reload, close
+
+    def reload(self, backends: Mapping[str, Backend], routes: Routes) -> None:
+        """New requests use ``backends`` and ``routes``; requests in flight finish on the old
+        ones, whose connections are closed once the last of them is done. Breakers persist."""
+        old, self._gen = self._gen, _Generation(backends, routes)
+        old.retired = True
+        if old.in_flight == 0:
+            old.close_soon()
+
+    async def aclose(self) -> None:
+        await self._gen.close()
 
     # ------------------------------------------------------------------ the loop
 
@@ -175,7 +212,12 @@ class Engine:
         return best
 
     async def _run(
-        self, chain: Chain, outcome: Outcome, deadline: float | None, attempt: AttemptFn[T]
+        self,
+        chain: Chain,
+        outcome: Outcome,
+        gen: _Generation,
+        deadline: float | None,
+        attempt: AttemptFn[T],
     ) -> T:
         policy = chain.policy
         loop = asyncio.get_running_loop()
@@ -188,7 +230,7 @@ class Engine:
             target = self._pick(queue, outcome)
             if target is None:
                 break
-            backend = self._backends[target.backend]
+            backend = gen.backends[target.backend]
             retries = 0
             while True:
                 now = loop.time()
@@ -224,7 +266,7 @@ class Engine:
                     last = exc
                     if verdict is Verdict.OVERFLOW and not overflowed:
                         overflowed = True
-                        bigger = self._routes.chains[policy.on_context_overflow or ""]
+                        bigger = gen.routes.chains[policy.on_context_overflow or ""]
                         queue, policy = list(bigger.targets), bigger.policy
                         outcome.degradations.append(f"context_overflow:{bigger.name}")
                         break
@@ -284,7 +326,7 @@ class Engine:
 
     async def create(self, call: Call) -> tuple[Message, Outcome]:
         check_request(call.request)
-        chain, outcome = self._start(
+        chain, outcome, gen = self._start(
             "create", call.surface, call.request_id, call.request.model, call.chain
         )
 
@@ -305,16 +347,18 @@ class Engine:
             except TimeoutError:
                 raise _timeout(backend.name, end, deadline, FailureKind.READ_TIMEOUT) from None
 
-        message = await self._observed(outcome, self._run(chain, outcome, call.deadline, attempt))
+        message = await self._observed(
+            outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
+        )
         outcome.input_tokens = message.usage.input_tokens
         outcome.output_tokens = message.usage.output_tokens
-        self._finish(outcome, "ok")
+        self._finish(outcome, gen, "ok")
         return message, outcome
 
     async def open_stream(self, call: Call) -> EngineStream:
         """Try targets until one stream commits; raise if none does."""
         check_request(call.request)
-        chain, outcome = self._start(
+        chain, outcome, gen = self._start(
             "stream", call.surface, call.request_id, call.request.model, call.chain
         )
 
@@ -342,7 +386,7 @@ class Engine:
             return events, held, end, policy, backend.name
 
         events, held, end, policy, name = await self._observed(
-            outcome, self._run(chain, outcome, call.deadline, attempt)
+            outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
         )
         outcome.ttft = asyncio.get_running_loop().time() - outcome.started
         return EngineStream(
@@ -352,7 +396,7 @@ class Engine:
             idle_timeout=policy.idle_timeout,
             attempt_end=end,
             backend=name,
-            finish=self._finish,
+            finish=lambda done, result: self._finish(done, gen, result),
         )
 
     async def count_tokens(
@@ -364,7 +408,9 @@ class Engine:
         surface: str = "http",
     ) -> tuple[TokenCount, Outcome]:
         check_request(request)
-        picked, outcome = self._start("count_tokens", surface, request_id, request.model, chain)
+        picked, outcome, gen = self._start(
+            "count_tokens", surface, request_id, request.model, chain
+        )
 
         async def attempt(
             backend: Backend,
@@ -383,9 +429,9 @@ class Engine:
                 notes.append("count_tokens.estimated")
             return count
 
-        count = await self._observed(outcome, self._run(picked, outcome, None, attempt))
+        count = await self._observed(outcome, gen, self._run(picked, outcome, gen, None, attempt))
         outcome.input_tokens = count.input_tokens
-        self._finish(outcome, "ok")
+        self._finish(outcome, gen, "ok")
         return count, outcome
 
 

@@ -3,8 +3,10 @@ surfaces before exiting 0."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,7 @@ import anthropic
 import grpc
 import httpx
 import pytest
+import yaml
 
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
@@ -100,3 +103,56 @@ def test_sigterm_drains_in_flight_streams_and_exits_zero(
         httpx.get(f"{sidecar.http_url}/healthz")
     lines = "\n".join(sidecar.log_lines())
     assert '"event":"draining"' in lines and '"event":"stopped"' in lines
+
+
+def _wait_for_log(
+    sidecar: Any, event: str, count: int = 1, timeout: float = 10
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            line
+            for line in (json.loads(x) for x in sidecar.log_lines() if x.startswith("{"))
+            if line["event"] == event
+        ]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"no {event!r} log line"
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_a_valid_config_and_keeps_the_old_on_a_bad_one(
+    upstream: Any, sidecar_factory: Callable[..., Any]
+) -> None:
+    config = sidecar_config(upstream.base_url)
+    sidecar = sidecar_factory(config)
+    slow = {"chunk_delay": 0.1, "text": "a b c d e f g h"}
+    upstream.control.script(slow)
+    client = anthropic.Anthropic(base_url=sidecar.http_url, api_key="x", max_retries=0)
+    user = [{"role": "user", "content": "hi"}]
+    with client.messages.stream(model="m", max_tokens=50, messages=user) as stream:
+        pieces = iter(stream.text_stream)
+        first = next(pieces)  # in flight on the old configuration...
+
+        config["chains"]["fresh"] = [{"backend": "secondary", "model": "gpt-fresh"}]
+        sidecar.config_path.write_text(yaml.safe_dump(config))
+        sidecar.signal(signal.SIGHUP)
+        _wait_for_log(sidecar, "reloaded")
+        fresh = client.messages.with_raw_response.create(
+            model="m", max_tokens=5, messages=user, extra_headers={"x-anyllm-chain": "fresh"}
+        )
+        assert fresh.headers["x-anyllm-backend"] == "secondary"
+        assert upstream.control.log()[-1]["body"]["model"] == "gpt-fresh"
+
+        assert first + "".join(pieces) == "a b c d e f g h"  # ...and it finished on it
+
+    sidecar.config_path.write_text("backends: {broken: {kind: nope}}\n")
+    sidecar.signal(signal.SIGHUP)
+    (rejected,) = _wait_for_log(sidecar, "reload_rejected")
+    assert "backends.broken.kind" in rejected["reason"]
+    still = client.messages.with_raw_response.create(
+        model="m", max_tokens=5, messages=user, extra_headers={"x-anyllm-chain": "fresh"}
+    )
+    assert still.headers["x-anyllm-backend"] == "secondary"  # the last good config stays
+    client.close()
+    assert sidecar.stop() == 0
