@@ -17,6 +17,7 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+from grpc_health.v1._async import HealthServicer
 
 from sidecar.auth import TokenCheck
 from sidecar.backends import build_backend
@@ -56,6 +57,31 @@ def _bind(address: str) -> socket.socket:
 def _address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _drain(
+    engine: Engine,
+    lifecycle: Lifecycle,
+    health: HealthServicer,
+    force: asyncio.Event,
+    grace: float,
+) -> None:
+    """Not ready first (``/readyz`` 503, gRPC health NOT_SERVING); the listeners stay open so a
+    request that still arrives gets a retryable overloaded_error / UNAVAILABLE rather than a
+    refused connection; in-flight requests get ``grace`` seconds. What is left then (or at a
+    second signal) is ended with an explicit error to each caller."""
+    lifecycle.ready = False
+    engine.draining = True
+    await health.enter_graceful_shutdown()
+    idle = asyncio.ensure_future(engine.wait_idle())
+    forced = asyncio.ensure_future(force.wait())
+    await asyncio.wait({idle, forced}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+    forced.cancel()
+    if engine.in_flight:
+        log("drain_aborting", requests=engine.abort_all())
+        # Time for each caller's error to be written.
+        await asyncio.wait({idle}, timeout=2.0)
+    idle.cancel()
 
 
 def _reload(current: Config, engine: Engine) -> None:
@@ -140,6 +166,7 @@ async def serve(config: Config) -> int:
         await asyncio.sleep(0.01)
 
     stop = asyncio.Event()
+    force = asyncio.Event()
     signals = 0
 
     def on_signal(signum: int) -> None:
@@ -150,7 +177,7 @@ async def serve(config: Config) -> int:
             stop.set()
         else:
             log("forced_stop", signal=signal.Signals(signum).name)
-            http_server.force_exit = True
+            force.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -169,12 +196,9 @@ async def serve(config: Config) -> int:
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
 
-    # Drain: not ready first, then stop accepting and let in-flight work finish.
-    lifecycle.ready = False
-    engine.draining = True  # a request that still arrives gets a retryable overloaded_error
-    await health.enter_graceful_shutdown()
+    await _drain(engine, lifecycle, health, force, config.server.grace)
     http_server.should_exit = True
-    await asyncio.gather(grpc_server.stop(config.server.grace), http_task, return_exceptions=True)
+    await asyncio.gather(grpc_server.stop(1.0), http_task, return_exceptions=True)
     await engine.aclose()
     waiter.cancel()
     log("stopped")

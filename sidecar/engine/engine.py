@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sidecar.backends.base import Backend
 from sidecar.errors import (
@@ -107,6 +107,8 @@ class Engine:
         self._max_concurrent = max_concurrent
         self._in_flight = 0
         self.draining = False
+        self._tasks: set[asyncio.Task[Any]] = set()  # running requests, for abort_all
+        self._idle: asyncio.Event | None = None  # set while nothing is in flight (see wait_idle)
         self.breakers = Breakers(clock)
 
     # ------------------------------------------------------------------ routing
@@ -140,6 +142,8 @@ class Engine:
         gen = self._gen
         chain, route = self._chain_for(gen.routes, model, requested)
         self._in_flight += 1
+        if self._idle is not None:
+            self._idle.clear()
         gen.in_flight += 1
         outcome = Outcome(
             request_id=request_id,
@@ -156,8 +160,18 @@ class Engine:
     def in_flight(self) -> int:
         return self._in_flight
 
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight."""
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        if self._in_flight == 0:
+            self._idle.set()
+        await self._idle.wait()
+
     def _finish(self, outcome: Outcome, gen: _Generation, result: str) -> None:
         self._in_flight -= 1
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()
         gen.in_flight -= 1
         if gen.retired and gen.in_flight == 0:
             gen.close_soon()
@@ -167,15 +181,37 @@ class Engine:
 
     async def _observed(self, outcome: Outcome, gen: _Generation, work: Awaitable[T]) -> T:
         """Await ``work``, finishing ``outcome`` with its result whatever happens."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             result = await work
+        except asyncio.CancelledError as exc:
+            error = _shutdown_error(exc)
+            if error is None:
+                self._finish(outcome, gen, "cancelled")
+                raise
+            error.metadata = outcome.error_metadata()
+            self._finish(outcome, gen, error.error_type)
+            raise error from None
         except SidecarError as exc:
             self._finish(outcome, gen, exc.error_type)
             raise
         except BaseException:
             self._finish(outcome, gen, "cancelled")
             raise
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
         return result
+
+    def abort_all(self) -> int:
+        """End every request still running with an explicit overloaded_error (the drain's grace
+        is over): each caller gets an error response, an error event or an UNAVAILABLE status.
+        Returns how many were running."""
+        for task in list(self._tasks):
+            task.cancel(_SHUTDOWN)
+        return len(self._tasks)
 
     def model_names(self) -> list[str]:
         """Names a caller can put in ``model`` to pick a chain (for ``/v1/models``)."""
@@ -397,6 +433,7 @@ class Engine:
             attempt_end=end,
             backend=name,
             finish=lambda done, result: self._finish(done, gen, result),
+            tasks=self._tasks,
         )
 
     async def count_tokens(
@@ -433,6 +470,21 @@ class Engine:
         outcome.input_tokens = count.input_tokens
         self._finish(outcome, gen, "ok")
         return count, outcome
+
+
+_SHUTDOWN = "anyllm-sidecar-shutdown"
+
+
+def _shutdown_error(exc: asyncio.CancelledError) -> SidecarError | None:
+    """The error for a cancellation by ``abort_all``; None for any other cancellation."""
+    if _SHUTDOWN not in exc.args:
+        return None
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    return OverloadedError(
+        "the sidecar shut down before the answer was complete; retry", retry_after=1
+    )
 
 
 def _timeout(backend: str, end: float, deadline: float, kind: FailureKind) -> SidecarError:
@@ -491,8 +543,10 @@ class EngineStream:
         attempt_end: float,
         backend: str,
         finish: Callable[[Outcome, str], None],
+        tasks: set[asyncio.Task[Any]] | None = None,
     ) -> None:
         self.outcome = outcome
+        self._tasks = tasks if tasks is not None else set()
         self._finish_outcome = finish
         self._finished = False
         self._events = events
@@ -525,6 +579,23 @@ class EngineStream:
                 self.outcome.input_tokens = event.message.usage.input_tokens
 
     async def _run(self) -> AsyncGenerator[list[StreamEvent], None]:
+        task = asyncio.current_task()  # the one iterating: what abort_all cancels
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            async with aclosing(self._relay()) as batches:
+                async for batch in batches:
+                    yield batch
+        except asyncio.CancelledError as exc:
+            error = _shutdown_error(exc)
+            if error is None:
+                raise
+            raise self._fail(error) from None
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _relay(self) -> AsyncGenerator[list[StreamEvent], None]:
         loop = asyncio.get_running_loop()
         async with aclosing(self._events):
             batch, self._held = self._held, []

@@ -15,6 +15,7 @@ import grpc
 import httpx
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
@@ -94,6 +95,19 @@ def test_sigterm_drains_in_flight_streams_and_exits_zero(
         thread.start()
     started.wait(timeout=10)  # both streams have content on the wire
     sidecar.signal(signal.SIGTERM)
+    # Draining: not ready on both surfaces, new work refused with a retryable error...
+    with httpx.Client(base_url=sidecar.http_url) as http:
+        _until(lambda: http.get("/readyz").status_code == 503)
+        refused = http.post(
+            "/v1/messages",
+            json={"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert refused.status_code == 529
+        assert refused.headers["retry-after"] == "1"
+    with grpc.insecure_channel(sidecar.grpc_target) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest()).status
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    # ...while the streams in flight finish.
     for thread in threads:
         thread.join(timeout=20)
     assert results["http"] == "one two three four five six seven eight nine ten"
@@ -103,6 +117,36 @@ def test_sigterm_drains_in_flight_streams_and_exits_zero(
         httpx.get(f"{sidecar.http_url}/healthz")
     lines = "\n".join(sidecar.log_lines())
     assert '"event":"draining"' in lines and '"event":"stopped"' in lines
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_grace_end_ends_streams_explicitly(
+    upstream: Any, sidecar_factory: Callable[..., Any]
+) -> None:
+    config = sidecar_config(upstream.base_url, idle_timeout=60)
+    config["server"]["grace"] = 1
+    sidecar = sidecar_factory(config)
+    upstream.control.script({"stall_after": 3, "chunk_delay": 0.05, "text": "a b c d e f"})
+    with (
+        anthropic.Anthropic(base_url=sidecar.http_url, api_key="x", max_retries=0) as client,
+        client.messages.stream(
+            model="x", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        pieces = iter(stream.text_stream)
+        next(pieces)
+        sidecar.signal(signal.SIGTERM)  # the stream stalls: the grace (1 s) runs out
+        with pytest.raises(anthropic.APIStatusError) as info:
+            list(pieces)
+    assert "shut down" in str(info.value)  # an explicit error event, not a silent end
+    assert sidecar.wait(timeout=20) == 0
+    upstream.control.wait_for(lambda log: log and log[0]["disconnected"])
 
 
 def _wait_for_log(
