@@ -23,6 +23,8 @@ LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION-0.3.36}"
 # for Python 3.11 matching it; pip's resolver backtracks to 1.108.7, which we pin.
 LITELLM_VERSION="${LITELLM_VERSION-1.108.7}"
 GGUF_VERSION="${GGUF_VERSION-0.19.0}"
+LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF}"
 export MAKEFLAGS="${MAKEFLAGS:--j2}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 npm_config_update_notifier=false npm_config_fund=false \
   npm_config_audit=false
@@ -65,9 +67,9 @@ install_llama() {
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
   quiet_pip "$venv/bin/pip" install --quiet --upgrade pip
-  # llama.cpp from source, CPU only, only the library the bindings load.
-  CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
--DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF" \
+  # llama.cpp from source, CPU only, only the libraries the bindings load (LLAVA_BUILD=OFF: no
+  # multimodal library; llama_cpp imports it lazily, for the llava chat handlers only).
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" \
     quiet_pip "$venv/bin/pip" install --no-cache-dir \
     "$(pin 'llama-cpp-python[server]' "$LLAMA_CPP_PYTHON_VERSION")" >&2
   "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; print('llama_cpp', llama_cpp.__version__)" >&2
@@ -88,5 +90,5 @@ command -v node >/dev/null && command -v npm >/dev/null || { log "node and npm a
 command -v cmake >/dev/null || { log "cmake is needed (apt-get install cmake)"; exit 1; }
 done_or_run node "claude-code=$CLAUDE_CODE_VERSION sdk=$ANTHROPIC_SDK_VERSION node=$(node --version)" install_node
 done_or_run litellm "litellm=$LITELLM_VERSION gguf=$GGUF_VERSION" install_litellm
-done_or_run llama "llama-cpp-python=$LLAMA_CPP_PYTHON_VERSION" install_llama
+done_or_run llama "llama-cpp-python=$LLAMA_CPP_PYTHON_VERSION cmake=$LLAMA_CMAKE_ARGS" install_llama
 log "all done in $((SECONDS - T0)) s ($E2E_HOME)"

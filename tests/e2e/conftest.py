@@ -220,9 +220,7 @@ def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="session")
-def litellm_proxy(
-    llama_server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """LiteLLM's proxy, offline: mock_response models (one OK, one 429, one 500), no retries."""
     require(LITELLM_BIN)
     directory = tmp_path_factory.mktemp("litellm")
@@ -234,7 +232,14 @@ def litellm_proxy(
             }
             for name, answer in LITELLM_MODELS.items()
         ],
-        "litellm_settings": {"num_retries": 0, "request_timeout": 30, "telemetry": False},
+        # drop_params: Claude Code's thinking becomes reasoning_effort, which LiteLLM refuses
+        # (400 UnsupportedParamsError) for a model it knows as non-reasoning.
+        "litellm_settings": {
+            "num_retries": 0,
+            "request_timeout": 30,
+            "telemetry": False,
+            "drop_params": True,
+        },
         "router_settings": {"num_retries": 0, "allowed_fails": 1000},
         "general_settings": {"master_key": LITELLM_KEY},
     }
