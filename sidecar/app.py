@@ -112,6 +112,7 @@ async def serve(config: Config) -> int:
         routes=config.routes,
         observer=telemetry,
         max_concurrent=config.server.max_concurrent_requests,
+        report_degradations=config.server.report_degradations,
     )
     auth = TokenCheck(config.server.auth_tokens)
     telemetry.watch_breakers(engine.breakers.snapshot)

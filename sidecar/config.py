@@ -43,6 +43,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Listening beyond loopback without tokens must be asked for (e.g. in a pod whose
     # NetworkPolicy admits nobody else, so that kubelet probes reach the pod IP).
     allow_unauthenticated_non_loopback: bool = False
+    # Name what translation dropped or approximated (x-anyllm-degradation, metadata, metric).
+    report_degradations: bool = True
 
 
 class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

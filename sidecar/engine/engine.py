@@ -99,12 +99,14 @@ class Engine:
         jitter: Callable[[], float] = random.random,
         observer: Observer | None = None,
         max_concurrent: int = 1 << 30,
+        report_degradations: bool = True,
     ) -> None:
         self._gen = _Generation(backends, routes)
         self._sleep = sleep
         self._jitter = jitter
         self._observer = observer or NullObserver()
         self._max_concurrent = max_concurrent
+        self._report_degradations = report_degradations
         self._in_flight = 0
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()  # running requests, for abort_all
@@ -321,7 +323,8 @@ class Engine:
                 self._record(outcome, target, now, None)
                 outcome.answered_by = backend.name
                 outcome.answered_target = target.label
-                outcome.degradations.extend(notes)
+                if self._report_degradations:
+                    outcome.degradations.extend(notes)
                 return result
         raise self._fail(outcome, last, None)
 

@@ -1,0 +1,191 @@
+"""Translation end to end: Anthropic requests through both surfaces reach an OpenAI-compatible
+upstream as the Chat Completions body docs/translation.md describes, what was lost comes back
+in x-anyllm-degradation, and the upstream's answer comes back in Anthropic shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import grpc
+import httpx
+import pytest
+from google.protobuf import struct_pb2
+
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
+from tests.integration.helpers import WEATHER_TOOL, sidecar_config
+
+pytestmark = pytest.mark.integration
+
+PNG = "iVBORw0KGgo="
+
+
+@pytest.fixture(scope="module")
+def sidecar(module_upstream: Any, module_sidecar_factory: Callable[..., Any]) -> Any:
+    return module_sidecar_factory(sidecar_config(module_upstream.base_url))
+
+
+@pytest.fixture
+def client(sidecar: Any, upstream: Any) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=sidecar.http_url, api_key="k", max_retries=0) as c:
+        yield c
+
+
+def test_rich_request_over_http(client: anthropic.Anthropic, upstream: Any) -> None:
+    raw = client.messages.with_raw_response.create(
+        model="claude-x",
+        max_tokens=100,
+        # This SDK version no longer offers top_k / temperature; the API still takes them.
+        extra_body={"top_k": 5, "temperature": 0.3},
+        stop_sequences=["END"],
+        metadata={"user_id": "user-42"},
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this picture?"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                    },
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "functions.get_weather:0",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    }
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "functions.get_weather:0",
+                        "content": "timeout",
+                        "is_error": True,
+                    },
+                    {"type": "text", "text": "try again"},
+                ],
+            },
+        ],
+    )
+    degraded = set(raw.headers["x-anyllm-degradation"].split(","))
+    assert {"cache_control", "top_k"} <= degraded
+    body = upstream.control.log()[-1]["body"]
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    user = body["messages"][1]
+    assert user["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": f"data:image/png;base64,{PNG}"},
+    }
+    call = body["messages"][2]["tool_calls"][0]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    assert call["id"].startswith("toolu_")  # an id upstreams reject, rewritten consistently
+    tool = body["messages"][3]
+    assert tool["role"] == "tool" and tool["tool_call_id"] == call["id"]
+    assert "error" in tool["content"].lower() and "timeout" in tool["content"]
+    assert body["messages"][4] == {"role": "user", "content": "try again"}
+    assert body["tools"][0]["function"]["parameters"] == WEATHER_TOOL["input_schema"]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["parallel_tool_calls"] is False
+    assert (body["stop"], body["user"], body["temperature"]) == (["END"], "user-42", 0.3)
+    assert "top_k" not in body
+
+
+def test_response_shapes_from_the_upstream(client: anthropic.Anthropic, upstream: Any) -> None:
+    upstream.control.script(
+        {
+            "text": "cut short",
+            "finish_reason": "length",
+            "usage": {"prompt_tokens": 30, "prompt_tokens_details": {"cached_tokens": 10}},
+        }
+    )
+    message = client.messages.create(
+        model="m", max_tokens=2, messages=[{"role": "user", "content": "long story"}]
+    )
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.input_tokens == 20  # OpenAI counts cached tokens in prompt_tokens
+    assert message.usage.cache_read_input_tokens == 10
+
+
+def test_parallel_tool_calls_stream_over_http(client: anthropic.Anthropic, upstream: Any) -> None:
+    upstream.control.script(
+        {
+            "tool_calls": [
+                {"id": "call_a", "name": "get_weather", "arguments": {"city": "Paris"}},
+                {"id": "call_b", "name": "get_weather", "arguments": {"city": "Oslo"}},
+            ]
+        }
+    )
+    with client.messages.stream(
+        model="m",
+        max_tokens=100,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "weather in Paris and Oslo"}],
+    ) as stream:
+        message = stream.get_final_message()
+    calls = [(b.name, b.input) for b in message.content if b.type == "tool_use"]
+    assert calls == [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Oslo"})]
+    assert message.stop_reason == "tool_use"
+
+
+def test_server_tools_are_a_clear_400(client: anthropic.Anthropic, upstream: Any) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=r"tools\[0\]"):
+        client.messages.create(
+            model="m",
+            max_tokens=10,
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "search"}],
+        )
+    assert upstream.control.log() == []
+
+
+def test_degradations_over_grpc(sidecar: Any, upstream: Any) -> None:
+    schema = struct_pb2.Struct()
+    schema.update(WEATHER_TOOL["input_schema"])
+    request = spb.CreateMessageRequest(
+        model="m",
+        max_tokens=20,
+        top_k=3,
+        system_blocks=[pb.TextBlock(text="sys", cache_control=pb.CacheControl(type="ephemeral"))],
+        tools=[pb.Tool(name="get_weather", input_schema=schema)],
+        messages=[
+            pb.InputMessage(
+                role=pb.ROLE_USER, content=[pb.ContentBlock(text=pb.TextBlock(text="hi"))]
+            )
+        ],
+    )
+    with grpc.insecure_channel(sidecar.grpc_target) as channel:
+        _, call = spb_grpc.MessagesServiceStub(channel).CreateMessage.with_call(request)
+    degraded = set(dict(call.trailing_metadata())["x-anyllm-degradation"].split(","))
+    assert {"cache_control", "top_k"} <= degraded
+    assert upstream.control.log()[-1]["body"]["messages"][0] == {"role": "system", "content": "sys"}
+
+
+def test_degradation_reporting_can_be_switched_off(
+    upstream: Any, sidecar_factory: Callable[..., Any]
+) -> None:
+    config = sidecar_config(upstream.base_url)
+    config["server"]["report_degradations"] = False
+    quiet = sidecar_factory(config)
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "top_k": 3,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    response = httpx.post(f"{quiet.http_url}/v1/messages", json=body)
+    assert response.status_code == 200
+    assert "x-anyllm-degradation" not in response.headers
