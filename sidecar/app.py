@@ -15,6 +15,7 @@ import contextlib
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from grpc_health.v1._async import HealthServicer
@@ -41,6 +42,11 @@ class _HttpServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # Signals belong to the composition root, not to one of the two servers.
         yield
+
+
+def _read_pem(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
+    # Once, at start-up, before anything is served.
+    return Path(cert_file).read_bytes(), Path(key_file).read_bytes()
 
 
 def _bind(address: str) -> socket.socket:
@@ -132,8 +138,13 @@ async def serve(config: Config) -> int:
             "Set OPENAI_API_KEY / OPENAI_BASE_URL / ANTHROPIC_API_KEY or pass --config.",
         )
 
+    tls = config.server.tls
     grpc_server, grpc_port, health = await start_grpc_server(
-        engine, config.server.grpc, max_message_bytes=config.server.max_message_bytes, auth=auth
+        engine,
+        config.server.grpc,
+        max_message_bytes=config.server.max_message_bytes,
+        auth=auth,
+        tls=None if tls is None else _read_pem(tls.cert_file, tls.key_file),
     )
     sock = _bind(config.server.http)
     http_api = HttpApi(
@@ -157,6 +168,8 @@ async def serve(config: Config) -> int:
             proxy_headers=False,
             server_header=False,
             date_header=False,
+            ssl_certfile=None if tls is None else tls.cert_file,
+            ssl_keyfile=None if tls is None else tls.key_file,
         )
     )
     http_task = asyncio.create_task(http_server.serve(sockets=[sock]))

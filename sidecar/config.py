@@ -45,6 +45,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow_unauthenticated_non_loopback: bool = False
     # Name what translation dropped or approximated (x-anyllm-degradation, metadata, metric).
     report_degradations: bool = True
+    tls: TlsConfig | None = None  # serve both listeners over TLS with this certificate
+
+
+class TlsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    cert_file: str
+    key_file: str
 
 
 class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -140,6 +146,12 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
             raise ConfigError(
                 f"{source}: backends.{name}.base_url: required for kind {backend.kind}"
             )
+        for key in ("ca_file", "client_cert", "client_key"):
+            file = getattr(backend, key)
+            if file is not None and not Path(file).is_file():
+                raise ConfigError(f"{source}: backends.{name}.{key}: no such file {file!r}")
+        if (backend.client_cert is None) != (backend.client_key is None):
+            raise ConfigError(f"{source}: backends.{name}: client_cert and client_key go together")
         if backend.max_connections < 1:
             raise ConfigError(f"{source}: backends.{name}.max_connections: must be at least 1")
 
@@ -188,6 +200,10 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
                 "server.auth_tokens, or server.allow_unauthenticated_non_loopback: true "
                 "if something else (e.g. a NetworkPolicy) keeps other callers out"
             )
+    if server.tls is not None:
+        for key in ("cert_file", "key_file"):
+            if not Path(getattr(server.tls, key)).is_file():
+                raise ConfigError(f"{source}: server.tls.{key}: no such file")
     if server.max_concurrent_requests < 1:
         raise ConfigError(f"{source}: server.max_concurrent_requests: must be at least 1")
     for i, route in enumerate(raw.routes):

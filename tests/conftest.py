@@ -100,8 +100,11 @@ def start_upstream(tmp_path: Path) -> Iterator[Callable[..., UpstreamProcess]]:
     """Start extra fake upstreams, stopped at the end of the test."""
     started: list[UpstreamProcess] = []
 
-    def start(max_seconds: float = 600.0) -> UpstreamProcess:
-        up = UpstreamProcess(tmp_path, name=f"upstream{len(started) + 1}", max_seconds=max_seconds)
+    def start(
+        max_seconds: float = 600.0, tls: tuple[str, str, str] | None = None
+    ) -> UpstreamProcess:
+        name = f"upstream{len(started) + 1}"
+        up = UpstreamProcess(tmp_path, name=name, max_seconds=max_seconds, tls=tls)
         started.append(up)
         return up
 

@@ -57,7 +57,12 @@ class AnthropicBackend:
             headers["x-api-key"] = config.api_key
         self._version = config.anthropic_version
         self._client = UpstreamSession(
-            config.base_url, max_connections=config.max_connections, headers=headers
+            config.base_url,
+            max_connections=config.max_connections,
+            headers=headers,
+            ca_file=config.ca_file,
+            client_cert=config.client_cert,
+            client_key=config.client_key,
         )
 
     def _headers(self, call: Call) -> dict[str, str]:

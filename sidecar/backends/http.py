@@ -14,6 +14,7 @@ from configuration only; nothing of the caller's credentials reaches an upstream
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -30,10 +31,24 @@ ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 class UpstreamSession:
     """A pooled client for one upstream base URL."""
 
-    def __init__(self, base_url: str, *, max_connections: int, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int,
+        headers: Mapping[str, str],
+        ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        tls: ssl.SSLContext | bool = True  # the system's CAs
+        if ca_file or client_cert:
+            tls = ssl.create_default_context(cafile=ca_file)
+            if client_cert:
+                tls.load_cert_chain(client_cert, client_key)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60),
+            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60, ssl=tls),
             headers=dict(headers),
             timeout=_timeout(DEFAULT_CONNECT_TIMEOUT),
             # Never pick up proxies or netrc credentials from the environment of the pod.

@@ -38,7 +38,12 @@ class OpenAIBackend:
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._client = UpstreamSession(
-            config.base_url, max_connections=config.max_connections, headers=headers
+            config.base_url,
+            max_connections=config.max_connections,
+            headers=headers,
+            ca_file=config.ca_file,
+            client_cert=config.client_cert,
+            client_key=config.client_key,
         )
         self._options = OpenAIOptions(
             use_max_completion_tokens=config.max_completion_tokens,

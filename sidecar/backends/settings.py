@@ -24,6 +24,10 @@ class BackendSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     supports_top_k: bool = False  # pass top_k (vLLM accepts it)
     stream_usage: bool = True  # ask for usage in streams (stream_options.include_usage)
     anthropic_version: str = "2023-06-01"  # sent when the caller sent none
+    # TLS to the upstream: a private CA, and a client certificate for mutual TLS.
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def __repr__(self) -> str:  # never print the key
         return f"BackendSettings(kind={self.kind!r}, base_url={self.base_url!r})"

@@ -315,6 +315,7 @@ async def start_grpc_server(
     *,
     max_message_bytes: int = 16 << 20,
     auth: TokenCheck | None = None,
+    tls: tuple[bytes, bytes] | None = None,  # PEM certificate chain and key
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Create, bind and start the gRPC server (call inside the running loop).
 
@@ -334,7 +335,11 @@ async def start_grpc_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"gRPC: could not bind {address}")
     await server.start()

@@ -172,7 +172,13 @@ def _read_lines(path: Path) -> list[str]:
 class UpstreamProcess:
     """A running fake upstream (``tests.upstream.server``)."""
 
-    def __init__(self, log_dir: Path, name: str = "upstream", max_seconds: float = 600.0) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        name: str = "upstream",
+        max_seconds: float = 600.0,
+        tls: tuple[str, str, str] | None = None,  # certificate, key, CA that signed it
+    ) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -182,10 +188,13 @@ class UpstreamProcess:
             "--max-seconds",
             str(max_seconds),
         ]
+        if tls is not None:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.process = ManagedProcess(name, argv, log_dir)
         self.port: int = self.process.wait_for_line(parse_upstream_ready, STARTUP_TIMEOUT)
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.control = UpstreamControl(self.base_url)
+        scheme = "https" if tls else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.port}"
+        self.control = UpstreamControl(self.base_url, ca_file=tls[2] if tls else None)
         self.pid = self.process.pid
         self.proc = self.process.proc
 

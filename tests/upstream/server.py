@@ -128,6 +128,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -1023,9 +1024,17 @@ class Upstream:
         return True
 
 
-async def serve(port: int, max_seconds: float, quiet: bool) -> None:
+async def serve(
+    port: int, max_seconds: float, quiet: bool, tls: tuple[str, str] | None = None
+) -> None:
     upstream = Upstream(quiet=quiet)
-    server = await asyncio.start_server(upstream.handle, "127.0.0.1", port, backlog=1024)
+    context = None
+    if tls is not None:  # HTTPS, for tests of upstream CA / client certificate settings
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+    server = await asyncio.start_server(
+        upstream.handle, "127.0.0.1", port, backlog=1024, ssl=context
+    )
     bound = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1046,8 +1055,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="exit after this long")
     parser.add_argument("--quiet", action="store_true", help="no per-request line on stderr")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="... and this key (PEM)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port, args.max_seconds, args.quiet))
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    asyncio.run(serve(args.port, args.max_seconds, args.quiet, tls))
     return 0
 
 
