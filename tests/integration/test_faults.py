@@ -37,6 +37,9 @@ def sidecar(module_upstream: Any, module_sidecar_factory: Callable[..., Any]) ->
         attempt_timeout=1.5,
         breaker={"failures": 1000, "cooldown": 1},
     )
+    targets = config["chains"]["default"]
+    config["chains"]["default"] = {"targets": targets, "policy": {"on_context_overflow": "long"}}
+    config["chains"]["long"] = [{"backend": "secondary", "model": "gpt-long-context"}]
     return module_sidecar_factory(config)
 
 
@@ -257,3 +260,22 @@ def test_breaker_state_is_visible(sidecar: Any) -> None:
         snapshot = http.get("/debug/breakers").json()
     assert "primary/gpt-primary" in snapshot
     assert snapshot["primary/gpt-primary"]["state"] in {"closed", "open", "half_open"}
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_context_overflow_moves_to_the_long_context_chain(
+    sidecar: Any, stub: Any, upstream: Any, surface: str
+) -> None:
+    too_long = {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens.",
+            "code": "context_length_exceeded",
+        }
+    }
+    upstream.control.script({"status": 400, "body": too_long})
+    seen = call(surface, sidecar, stub, stream=False)
+    assert seen.ok and seen.backend == "secondary"
+    assert [e["body"]["model"] for e in upstream.control.log()] == [
+        "gpt-primary",
+        "gpt-long-context",
+    ]
