@@ -30,8 +30,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from sidecar.backends.base import Backend
@@ -48,22 +47,26 @@ from sidecar.model import (
     Call,
     CountTokensRequest,
     Message,
-    MessageDelta,
-    MessageStart,
-    MessageStop,
     StreamEvent,
     TokenCount,
-    is_content_event,
 )
 
 from .breaker import Breakers
 from .classify import Verdict, classify, retry_delay
 from .outcome import Attempt, NullObserver, Observer, Outcome
 from .policy import Chain, Policy, Routes, Target
+from .stream import (
+    SHUTDOWN,
+    EngineStream,
+    Events,
+    attempt_timeout,
+    close_quietly,
+    shutdown_error,
+    until_commit,
+)
 from .validation import check_request
 
 T = TypeVar("T")
-Events = AsyncGenerator[list[StreamEvent], None]
 # One attempt: (backend, target, policy, notes, attempt_end, deadline) -> result.
 AttemptFn = Callable[[Backend, Target, Policy, list[str], float, float], Awaitable[T]]
 
@@ -189,7 +192,7 @@ class Engine:
         try:
             result = await work
         except asyncio.CancelledError as exc:
-            error = _shutdown_error(exc)
+            error = shutdown_error(exc)
             if error is None:
                 self._finish(outcome, gen, "cancelled")
                 raise
@@ -212,7 +215,7 @@ class Engine:
         is over): each caller gets an error response, an error event or an UNAVAILABLE status.
         Returns how many were running."""
         for task in list(self._tasks):
-            task.cancel(_SHUTDOWN)
+            task.cancel(SHUTDOWN)
         return len(self._tasks)
 
     def model_names(self) -> list[str]:
@@ -384,7 +387,9 @@ class Engine:
                         call, model, notes, connect_timeout=policy.connect_timeout
                     )
             except TimeoutError:
-                raise _timeout(backend.name, end, deadline, FailureKind.READ_TIMEOUT) from None
+                raise attempt_timeout(
+                    backend.name, end, deadline, FailureKind.READ_TIMEOUT
+                ) from None
 
         message = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
@@ -418,9 +423,9 @@ class Engine:
             ttft_end = min(asyncio.get_running_loop().time() + policy.ttft_timeout, end)
             held: list[StreamEvent] = []
             try:
-                await _until_commit(events, held, ttft_end, deadline, backend.name)
+                await until_commit(events, held, ttft_end, deadline, backend.name)
             except BaseException:
-                await _close_quietly(events)
+                await close_quietly(events)
                 raise
             return events, held, end, policy, backend.name
 
@@ -464,7 +469,9 @@ class Engine:
                 async with asyncio.timeout_at(end):
                     count = await backend.count_tokens(request, target.model or request.model)
             except TimeoutError:
-                raise _timeout(backend.name, end, deadline, FailureKind.READ_TIMEOUT) from None
+                raise attempt_timeout(
+                    backend.name, end, deadline, FailureKind.READ_TIMEOUT
+                ) from None
             if count.estimated:
                 notes.append("count_tokens.estimated")
             return count
@@ -473,192 +480,3 @@ class Engine:
         outcome.input_tokens = count.input_tokens
         self._finish(outcome, gen, "ok")
         return count, outcome
-
-
-_SHUTDOWN = "anyllm-sidecar-shutdown"
-
-
-def _shutdown_error(exc: asyncio.CancelledError) -> SidecarError | None:
-    """The error for a cancellation by ``abort_all``; None for any other cancellation."""
-    if _SHUTDOWN not in exc.args:
-        return None
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
-    return OverloadedError(
-        "the sidecar shut down before the answer was complete; retry", retry_after=1
-    )
-
-
-def _timeout(backend: str, end: float, deadline: float, kind: FailureKind) -> SidecarError:
-    if end >= deadline:
-        return DeadlineExceededError(
-            f"the request's time budget ran out while waiting for {backend}"
-        )
-    what = (
-        "sent no content in time (time to first token)"
-        if kind is FailureKind.TTFT_TIMEOUT
-        else ("did not answer within the attempt timeout")
-    )
-    return UpstreamError(f"{backend} {what}", kind=kind, backend=backend)
-
-
-def _through_stop(batch: list[StreamEvent]) -> tuple[list[StreamEvent], bool]:
-    """The batch up to and including ``message_stop``, and whether it was there."""
-    for i, event in enumerate(batch):
-        if isinstance(event, MessageStop):
-            return batch[: i + 1], True
-    return batch, False
-
-
-async def _until_commit(
-    events: Events, held: list[StreamEvent], ttft_end: float, deadline: float, backend: str
-) -> None:
-    while True:
-        try:
-            async with asyncio.timeout_at(ttft_end):
-                batch = await anext(events)
-        except TimeoutError:
-            raise _timeout(backend, ttft_end, deadline, FailureKind.TTFT_TIMEOUT) from None
-        except StopAsyncIteration:
-            raise UpstreamError(
-                f"{backend} ended the stream before any content",
-                kind=FailureKind.INCOMPLETE,
-                backend=backend,
-            ) from None
-        batch, stopped = _through_stop(batch)
-        held += batch
-        if stopped or any(is_content_event(event) for event in batch):
-            return
-
-
-class EngineStream:
-    """A committed stream: the held-back events, then the rest, in batches (the events of one
-    upstream read), each batch within the idle timer."""
-
-    def __init__(
-        self,
-        events: Events,
-        held: list[StreamEvent],
-        outcome: Outcome,
-        *,
-        idle_timeout: float,
-        attempt_end: float,
-        backend: str,
-        finish: Callable[[Outcome, str], None],
-        tasks: set[asyncio.Task[Any]] | None = None,
-    ) -> None:
-        self.outcome = outcome
-        self._tasks = tasks if tasks is not None else set()
-        self._finish_outcome = finish
-        self._finished = False
-        self._events = events
-        self._held = held
-        self._idle_timeout = idle_timeout
-        self._attempt_end = attempt_end
-        self._backend = backend
-        self._iterator = self._run()
-
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
-        return self._iterator
-
-    def _fail(self, error: SidecarError) -> SidecarError:
-        error.metadata = self.outcome.error_metadata()
-        self._done(error.error_type)
-        return error
-
-    def _done(self, result: str) -> None:
-        if not self._finished:
-            self._finished = True
-            self._finish_outcome(self.outcome, result)
-
-    def _count(self, batch: list[StreamEvent]) -> None:
-        for event in batch:
-            if type(event) is MessageDelta:
-                self.outcome.output_tokens = event.usage.output_tokens
-                if event.usage.input_tokens is not None:
-                    self.outcome.input_tokens = event.usage.input_tokens
-            elif type(event) is MessageStart:
-                self.outcome.input_tokens = event.message.usage.input_tokens
-
-    async def _run(self) -> AsyncGenerator[list[StreamEvent], None]:
-        task = asyncio.current_task()  # the one iterating: what abort_all cancels
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            async with aclosing(self._relay()) as batches:
-                async for batch in batches:
-                    yield batch
-        except asyncio.CancelledError as exc:
-            error = _shutdown_error(exc)
-            if error is None:
-                raise
-            raise self._fail(error) from None
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-
-    async def _relay(self) -> AsyncGenerator[list[StreamEvent], None]:
-        loop = asyncio.get_running_loop()
-        async with aclosing(self._events):
-            batch, self._held = self._held, []
-            self._count(batch)
-            if isinstance(batch[-1], MessageStop):
-                self._done("ok")
-            yield batch
-            if isinstance(batch[-1], MessageStop):
-                await self._finish(loop.time() + self._idle_timeout)
-                return
-            while True:
-                when = min(loop.time() + self._idle_timeout, self._attempt_end)
-                try:
-                    async with asyncio.timeout_at(when):
-                        batch = await anext(self._events)
-                except StopAsyncIteration:
-                    raise self._fail(
-                        UpstreamError(
-                            f"{self._backend} ended the stream early",
-                            kind=FailureKind.INCOMPLETE,
-                            backend=self._backend,
-                        )
-                    ) from None
-                except TimeoutError:
-                    stalled = when < self._attempt_end
-                    raise self._fail(
-                        UpstreamError(
-                            f"{self._backend} stalled: no event within {self._idle_timeout:g} s"
-                            if stalled
-                            else f"{self._backend} did not finish within the attempt timeout",
-                            kind=FailureKind.IDLE_TIMEOUT if stalled else FailureKind.READ_TIMEOUT,
-                            backend=self._backend,
-                        )
-                    ) from None
-                except SidecarError as exc:
-                    raise self._fail(exc) from None
-                batch, stopped = _through_stop(batch)
-                self._count(batch)
-                if stopped:
-                    self._done("ok")
-                yield batch
-                if stopped:
-                    await self._finish(when)
-                    return
-
-    async def _finish(self, when: float) -> None:
-        """Let the upstream read to the end of its body (usually one more read, of the
-        terminating chunk) so its connection goes back to the pool instead of being dropped."""
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout_at(when):
-                async for _ in self._events:
-                    pass
-
-    async def aclose(self) -> None:
-        await self._iterator.aclose()
-        await _close_quietly(self._events)
-        self._done("cancelled")  # closed before its end: the caller went away
-
-
-async def _close_quietly(events: Events) -> None:
-    # Closing a failed upstream must not mask the error that made us close it.
-    with contextlib.suppress(Exception):
-        await events.aclose()

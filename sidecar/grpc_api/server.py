@@ -79,7 +79,7 @@ Metadata = Sequence[tuple[str, str]]
 
 
 class EngineStreamLike(Protocol):
-    """A committed stream (``sidecar.engine.engine.EngineStream``)."""
+    """A committed stream (``sidecar.engine.stream.EngineStream``)."""
 
     outcome: Outcome
 
