@@ -14,6 +14,7 @@ once per call, with a fresh ``HOME`` and a hard timeout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -180,10 +181,12 @@ class Server:
 @pytest.fixture(scope="session")
 def tiny_gguf() -> Path:
     require(LITELLM_PYTHON)
-    path = E2E_HOME / "tiny-llama.gguf"
+    script = HERE / "make_tiny_gguf.py"
+    digest = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    path = E2E_HOME / f"tiny-llama-{digest}.gguf"  # a new file whenever the script changes
     if not path.exists():
         subprocess.run(
-            [str(LITELLM_PYTHON), str(HERE / "make_tiny_gguf.py"), str(path)],
+            [str(LITELLM_PYTHON), str(script), str(path)],
             check=True,
             timeout=120,
         )

@@ -6,11 +6,13 @@ Llama architecture, 2 layers, 64-wide, with a small byte-level vocabulary (Sente
 ``<unk>``, ``<s>``, ``</s>``, the 256 byte tokens ``<0x00>``..``<0xFF>``, then the printable ASCII
 characters and ``▁`` as pieces of their own). Any text tokenises (unknown characters fall back to
 bytes); what it generates is nonsense, but the server, its streaming and its grammar-constrained
-tool calls are real. The output rows of ``<unk>``, ``<s>`` and the byte tokens are zero while those
-of the printable characters and ``</s>`` are large, so sampling picks printable ASCII (no broken
-UTF-8 on the wire) and stops after about a hundred characters on average (at ``</s>``), at
-``max_tokens``, or when a grammar ends. Needs ``gguf`` and ``numpy`` (the e2e
-LiteLLM venv has both: scripts/e2e-setup.sh). Deterministic for a given seed.
+tool calls are real. Three hand-set directions shape what it says (at temperature 1, through
+``--chat_format chatml-function-calling``): ``<unk>``, ``<s>`` and the byte tokens are pushed down,
+so it writes printable ASCII (no broken UTF-8 on the wire); ``</s>`` gets a lead on a direction
+every position shares, so answers end after about ten characters (seen: 1 to 45 in 100 tries);
+and ``</s>`` is barred right after a newline, the prompt's last character, so no answer is empty.
+Needs ``gguf`` and ``numpy`` (the e2e LiteLLM venv has both: scripts/e2e-setup.sh). Deterministic
+for a given seed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ N_HEAD = 4
 N_LAYER = 2
 N_FF = 128
 N_CTX = 32768
+OUTPUT_SCALE = 0.25  # logits of a few units: sampling stays random (no loops)
+EOS_BIAS = 0.7  # </s> logit lead is about 3.6 times this: sets how soon answers end
 
 
 def vocabulary() -> tuple[list[str], list[float], list[int]]:
@@ -41,7 +45,7 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write(path: Path, seed: int) -> None:
+def write(path: Path, seed: int, eos_bias: float = EOS_BIAS) -> None:
     rng = np.random.default_rng(seed)
     tokens, scores, types = vocabulary()
     n_vocab = len(tokens)
@@ -72,11 +76,18 @@ def write(path: Path, seed: int) -> None:
     def tensor(name: str, *shape: int, scale: float = 0.02) -> None:
         w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
 
-    tensor("token_embd.weight", n_vocab, N_EMBD, scale=1.0)
+    embedding = rng.standard_normal((n_vocab, N_EMBD)).astype(np.float32)
+    embedding[:, 0] = 4.0  # a direction every position shares, read by </s> below
+    embedding[:, 1] = 0.0
+    embedding[3 + 0x0A, 1] = 40.0  # a direction only "\n" has (a prompt's last character)
+    w.add_tensor("token_embd.weight", embedding)
     w.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-    output = rng.standard_normal((n_vocab, N_EMBD)).astype(np.float32) * 2.0
-    output[: 3 + 256] = 0.0  # unknown, BOS and byte tokens: never the likeliest
-    output[2] = rng.standard_normal(N_EMBD) * 2.0  # EOS: as likely as any one character
+    output = rng.standard_normal((n_vocab, N_EMBD)).astype(np.float32) * OUTPUT_SCALE
+    output[: 3 + 256] = 0.0
+    output[: 3 + 256, 0] = -4.0  # unknown, BOS and byte tokens: (almost) never sampled
+    output[2] = rng.standard_normal(N_EMBD) * OUTPUT_SCALE  # </s>: like any character,
+    output[2, 0] += eos_bias  # plus a lead on the shared direction, so answers end early,
+    output[2, 1] = -10.0  # but never right after "\n": no empty answers
     w.add_tensor("output.weight", output)
     for i in range(N_LAYER):
         p = f"blk.{i}"
@@ -100,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--eos-bias", type=float, default=EOS_BIAS)
     args = parser.parse_args(argv)
-    write(args.out, args.seed)
+    write(args.out, args.seed, args.eos_bias)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
     return 0
 

@@ -67,10 +67,11 @@ def config(litellm: Server | None, llama: Server | None) -> dict[str, Any]:
     }
 
 
-def ask(max_tokens: int = 24, **extra: Any) -> dict[str, Any]:
+def ask(max_tokens: int = 48, **extra: Any) -> dict[str, Any]:
     return {
         "model": "claude-sonnet-4-5",
         "max_tokens": max_tokens,
+        "temperature": 1.0,  # what the tiny model is tuned for (make_tiny_gguf.py)
         "messages": [{"role": "user", "content": "hello"}],
         **extra,
     }
@@ -107,6 +108,10 @@ def test_llama_create(via_llama: Any) -> None:
     assert body["usage"]["output_tokens"] > 0
 
 
+@pytest.mark.xfail(
+    reason="sidecar reports output_tokens 0 when a stream carries no usage (llama.cpp) — issue 7",
+    strict=False,
+)
 def test_llama_stream_has_usage_although_llama_sends_none(via_llama: Any) -> None:
     names, delta = check_stream(stream_text(f"{via_llama.http_url}/v1/messages", ask()))
     assert "content_block_delta" in names
@@ -122,7 +127,21 @@ def test_llama_max_tokens_is_respected(via_llama: Any) -> None:
     assert body["usage"]["output_tokens"] <= 5
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+DUPLICATE_CALL = pytest.mark.xfail(
+    reason="sidecar turns llama.cpp's tool_calls AND its legacy function_call (same call) into "
+    "two tool_use blocks in a non-streamed answer — issue 7",
+    strict=False,
+)
+NULL_CONTENT = pytest.mark.xfail(
+    reason="sidecar sends an assistant tool-call turn with content null, which llama.cpp "
+    "rejects (500, 7 validation errors); '' is accepted — issue 7",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "stream", [pytest.param(False, marks=DUPLICATE_CALL), True], ids=["json", "sse"]
+)
 def test_llama_grammar_constrained_tool_call(via_llama: Any, stream: bool) -> None:
     request = ask(
         max_tokens=64,
@@ -148,9 +167,11 @@ def test_llama_grammar_constrained_tool_call(via_llama: Any, stream: bool) -> No
     assert isinstance(use["input"].get("city"), str)
 
 
+@DUPLICATE_CALL
+@NULL_CONTENT
 def test_llama_tool_round_trip_with_the_typescript_sdk(via_llama: Any) -> None:
     out = run_sdk(via_llama.http_url, "tool_choice", "claude-sonnet-4-5", max_tokens=64)
-    use = next(b for b in out["first"]["content"] if b["type"] == "tool_use")
+    (use,) = [b for b in out["first"]["content"] if b["type"] == "tool_use"]
     assert use["name"] == "get_weather"
     assert out["second"]["role"] == "assistant"
     assert out["second"]["stop_reason"] in ("end_turn", "max_tokens", "tool_use")
