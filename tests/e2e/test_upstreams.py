@@ -8,6 +8,7 @@ the name and also carries a legacy ``function_call``; completion token counts pa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -158,6 +159,14 @@ def test_llama_grammar_constrained_tool_call(via_llama: Any, stream: bool) -> No
         tool_starts = [s for s in starts if s["content_block"]["type"] == "tool_use"]
         assert len(tool_starts) == 1, starts  # repeated id/name deltas make no second block
         assert tool_starts[0]["content_block"]["name"] == "get_weather"
+        index = tool_starts[0]["index"]
+        partial = "".join(
+            d["delta"]["partial_json"]
+            for n, d in events
+            if n == "content_block_delta" and d["index"] == index
+        )
+        # Each fragment comes twice from llama.cpp (tool_calls and function_call): once here.
+        assert isinstance(json.loads(partial).get("city"), str), partial
         return
     status, _, body = http_json("POST", url, request)
     assert status == 200, body
