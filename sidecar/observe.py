@@ -12,6 +12,7 @@ nothing is updated on the request path for it. ``render()`` is what ``GET /metri
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -43,6 +44,13 @@ class _BreakerCollector(Collector):
 class Telemetry:
     def __init__(self, *, log_requests: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._c_in_flight: dict[tuple[str, ...], Any] = {}
+        self._c_requests: dict[tuple[str, ...], Any] = {}
+        self._c_request_seconds: dict[tuple[str, ...], Any] = {}
+        self._c_attempts: dict[tuple[str, ...], Any] = {}
+        self._c_attempt_seconds: dict[tuple[str, ...], Any] = {}
+        self._c_ttft: dict[tuple[str, ...], Any] = {}
+        self._c_tokens: dict[tuple[str, ...], Any] = {}
         self._log_requests = log_requests
         r = self.registry
         self.requests = Counter(
@@ -110,6 +118,15 @@ class Telemetry:
             registry=r,
         )
 
+    @staticmethod
+    def _child(metric: Any, cache: dict[tuple[str, ...], Any], *labels: str) -> Any:
+        # ``labels()`` takes a lock and builds a key every call; children are cached here
+        # (label values are bounded, so is the cache).
+        child = cache.get(labels)
+        if child is None:
+            child = cache[labels] = metric.labels(*labels)
+        return child
+
     def watch_breakers(self, snapshot: Callable[[], dict[str, dict[str, object]]]) -> None:
         self.registry.register(_BreakerCollector(snapshot))
 
@@ -119,31 +136,48 @@ class Telemetry:
     # ------------------------------------------------------------------ Observer
 
     def request_started(self, outcome: Outcome) -> None:
-        self.in_flight.labels(outcome.surface, outcome.kind).inc()
+        self._child(self.in_flight, self._c_in_flight, outcome.surface, outcome.kind).inc()
 
     def request_finished(self, outcome: Outcome) -> None:
-        self.in_flight.labels(outcome.surface, outcome.kind).dec()
-        self.requests.labels(
-            outcome.surface, outcome.kind, outcome.route, outcome.chain, outcome.result
+        child = self._child
+        child(self.in_flight, self._c_in_flight, outcome.surface, outcome.kind).dec()
+        child(
+            self.requests,
+            self._c_requests,
+            outcome.surface,
+            outcome.kind,
+            outcome.route,
+            outcome.chain,
+            outcome.result,
         ).inc()
-        self.request_seconds.labels(outcome.surface, outcome.kind, outcome.chain).observe(
-            outcome.duration
-        )
+        child(
+            self.request_seconds,
+            self._c_request_seconds,
+            outcome.surface,
+            outcome.kind,
+            outcome.chain,
+        ).observe(outcome.duration)
         if outcome.exhausted:
             self.exhausted.labels(outcome.chain).inc()
         for i, attempt in enumerate(outcome.attempts):
-            self.attempts.labels(attempt.target, attempt.outcome).inc()
-            self.attempt_seconds.labels(attempt.target).observe(attempt.duration)
+            child(self.attempts, self._c_attempts, attempt.target, attempt.outcome).inc()
+            child(self.attempt_seconds, self._c_attempt_seconds, attempt.target).observe(
+                attempt.duration
+            )
             if attempt.outcome != "ok" and i + 1 < len(outcome.attempts):
                 reason = f"http_{attempt.status}" if attempt.status else attempt.outcome
                 self.fallbacks.labels(outcome.chain, attempt.target, reason).inc()
         if outcome.ttft is not None:
-            self.ttft_seconds.labels(outcome.chain).observe(outcome.ttft)
+            child(self.ttft_seconds, self._c_ttft, outcome.chain).observe(outcome.ttft)
         if outcome.answered_target is not None and outcome.kind != "count_tokens":
             if outcome.input_tokens:
-                self.tokens.labels(outcome.answered_target, "input").inc(outcome.input_tokens)
+                child(self.tokens, self._c_tokens, outcome.answered_target, "input").inc(
+                    outcome.input_tokens
+                )
             if outcome.output_tokens:
-                self.tokens.labels(outcome.answered_target, "output").inc(outcome.output_tokens)
+                child(self.tokens, self._c_tokens, outcome.answered_target, "output").inc(
+                    outcome.output_tokens
+                )
         for feature in dict.fromkeys(outcome.degradations):
             self.degradations.labels(feature).inc()
         if self._log_requests:
