@@ -369,7 +369,8 @@ class _Converter:
                 self.note("tool_result")
         if not texts and not calls:
             return  # thinking-only or empty: an empty assistant message is rejected upstream
-        message: Json = {"role": "assistant", "content": "\n\n".join(texts) if texts else None}
+        # "" rather than null beside tool_calls: OpenAI takes both, llama.cpp's server only "".
+        message: Json = {"role": "assistant", "content": "\n\n".join(texts)}
         if thinking:
             message["reasoning_content"] = "\n\n".join(thinking)
         if calls:

@@ -253,7 +253,8 @@ def from_openai_response(body: bytes, *, message_id: str, model: str, notes: lis
     if msg.refusal:
         content.append(TextBlock(text=msg.refusal))
     calls = list(msg.tool_calls or ())
-    if msg.function_call is not None:
+    if msg.function_call is not None and not calls:
+        # The legacy field alone. llama.cpp sends it beside tool_calls for the same call.
         calls.append(WireToolCall(function=msg.function_call))
     for n, call in enumerate(calls):
         function = call.function or WireFunction()

@@ -159,6 +159,7 @@ class OpenAIStreamTranslator:
         self._vllm_stop: str | int | None = None
         self._refused = False
         self._usage: WireUsage | None = None
+        self._emitted_chars = 0  # for an output estimate when the upstream sends no usage
 
     # ------------------------------------------------------------------ public API
 
@@ -279,7 +280,8 @@ class OpenAIStreamTranslator:
             if delta.tool_calls:
                 for call in delta.tool_calls:
                     self._tool_delta(call, events)
-            if delta.function_call is not None:
+            elif delta.function_call is not None:
+                # The legacy field alone; llama.cpp repeats each tool_calls delta in it.
                 self._tool_delta(WireToolCall(index=0, function=delta.function_call), events)
         if choice.finish_reason:
             self._finish_reason = choice.finish_reason
@@ -297,6 +299,7 @@ class OpenAIStreamTranslator:
             events.append(ContentBlockStart(index=index, content_block=block))
         delta = TextDelta(text=text) if kind is _Kind.TEXT else ThinkingDelta(thinking=text)
         events.append(ContentBlockDelta(index=self._open_index, delta=delta))
+        self._emitted_chars += len(text)
 
     def _close_text(self, events: list[StreamEvent]) -> None:
         if self._open_kind is not None:
@@ -358,6 +361,7 @@ class OpenAIStreamTranslator:
                 self.notes.append("tool_use.input")
             return
         call.args.append(arguments)
+        self._emitted_chars += len(arguments)
         if call.block is not None:
             events.append(
                 ContentBlockDelta(index=call.block, delta=InputJsonDelta(partial_json=arguments))
@@ -381,7 +385,11 @@ class OpenAIStreamTranslator:
 
     def _delta_usage(self) -> MessageDeltaUsage:
         if self._usage is None:
-            return MessageDeltaUsage(output_tokens=0)
+            # No usage at all (llama.cpp's server sends none in streams): an estimate, as
+            # for count_tokens (about four characters a token), and said so.
+            if "usage.estimated" not in self.notes:
+                self.notes.append("usage.estimated")
+            return MessageDeltaUsage(output_tokens=(self._emitted_chars + 3) // 4)
         usage = usage_from_wire(self._usage)
         return MessageDeltaUsage(
             output_tokens=usage.output_tokens,

@@ -109,10 +109,6 @@ def test_llama_create(via_llama: Any) -> None:
     assert body["usage"]["output_tokens"] > 0
 
 
-@pytest.mark.xfail(
-    reason="sidecar reports output_tokens 0 when a stream carries no usage (llama.cpp) — issue 7",
-    strict=False,
-)
 def test_llama_stream_has_usage_although_llama_sends_none(via_llama: Any) -> None:
     names, delta = check_stream(stream_text(f"{via_llama.http_url}/v1/messages", ask()))
     assert "content_block_delta" in names
@@ -128,21 +124,7 @@ def test_llama_max_tokens_is_respected(via_llama: Any) -> None:
     assert body["usage"]["output_tokens"] <= 5
 
 
-DUPLICATE_CALL = pytest.mark.xfail(
-    reason="sidecar turns llama.cpp's tool_calls AND its legacy function_call (same call) into "
-    "two tool_use blocks in a non-streamed answer — issue 7",
-    strict=False,
-)
-NULL_CONTENT = pytest.mark.xfail(
-    reason="sidecar sends an assistant tool-call turn with content null, which llama.cpp "
-    "rejects (500, 7 validation errors); '' is accepted — issue 7",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "stream", [pytest.param(False, marks=DUPLICATE_CALL), True], ids=["json", "sse"]
-)
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_llama_grammar_constrained_tool_call(via_llama: Any, stream: bool) -> None:
     request = ask(
         max_tokens=64,
@@ -168,11 +150,6 @@ def test_llama_grammar_constrained_tool_call(via_llama: Any, stream: bool) -> No
     assert isinstance(use["input"].get("city"), str)
 
 
-@pytest.mark.xfail(
-    reason="sidecar applies each llama.cpp stream delta's tool_calls AND its legacy "
-    "function_call: every argument fragment twice, invalid JSON — issue 7",
-    strict=False,
-)
 def test_llama_streamed_tool_input_is_valid_json(via_llama: Any) -> None:
     request = ask(
         max_tokens=64,
@@ -194,8 +171,6 @@ def test_llama_streamed_tool_input_is_valid_json(via_llama: Any) -> None:
     assert isinstance(json.loads(partial).get("city"), str), partial
 
 
-@DUPLICATE_CALL
-@NULL_CONTENT
 def test_llama_tool_round_trip_with_the_typescript_sdk(via_llama: Any) -> None:
     out = run_sdk(via_llama.http_url, "tool_choice", "claude-sonnet-4-5", max_tokens=64)
     (use,) = [b for b in out["first"]["content"] if b["type"] == "tool_use"]
