@@ -116,7 +116,8 @@ RequestBlock = (
 )
 ResponseBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
 
-Role = Literal["user", "assistant"]
+# "system": a system message inside the conversation, as newer clients (Claude Code) send.
+Role = Literal["user", "assistant", "system"]
 
 
 class InputMessage(msgspec.Struct, frozen=True):
@@ -135,6 +136,7 @@ class Tool(msgspec.Struct, frozen=True, omit_defaults=True):
     description: str | None = None
     type: str | None = None
     cache_control: CacheControl | None = None
+    defer_loading: bool | None = None  # a placeholder the client loads later (Claude Code)
 
 
 class ToolChoiceAuto(msgspec.Struct, frozen=True, omit_defaults=True, tag="auto", tag_field="type"):
@@ -157,15 +159,30 @@ class ToolChoiceNone(msgspec.Struct, frozen=True, tag="none", tag_field="type"):
 ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
 
 
-class ThinkingEnabled(msgspec.Struct, frozen=True, tag="enabled", tag_field="type"):
+class ThinkingEnabled(
+    msgspec.Struct, frozen=True, omit_defaults=True, tag="enabled", tag_field="type"
+):
     budget_tokens: int
+    display: str | None = None
+
+
+class ThinkingAdaptive(
+    msgspec.Struct, frozen=True, omit_defaults=True, tag="adaptive", tag_field="type"
+):
+    """The model decides how much to think (with ``output_config.effort`` as a hint)."""
+
+    display: str | None = None
 
 
 class ThinkingDisabled(msgspec.Struct, frozen=True, tag="disabled", tag_field="type"):
     pass
 
 
-ThinkingConfig = ThinkingEnabled | ThinkingDisabled
+ThinkingConfig = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
+
+
+class OutputConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    effort: str | None = None  # low | medium | high | max
 
 
 class RequestMetadata(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -185,6 +202,7 @@ class MessagesRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     stop_sequences: list[str] | None = None
     metadata: RequestMetadata | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
     stream: bool | None = None
 
 

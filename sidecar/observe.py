@@ -179,7 +179,9 @@ class Telemetry:
                     outcome.output_tokens
                 )
         for feature in dict.fromkeys(outcome.degradations):
-            self.degradations.labels(feature).inc()
+            # Unknown field names come from callers: one bounded label for all of them.
+            label = "unknown_field" if feature.startswith("field:") else feature
+            self.degradations.labels(label).inc()
         if self._log_requests:
             log(
                 "request",

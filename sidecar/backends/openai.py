@@ -19,6 +19,7 @@ from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
 from sidecar.translate.openai_stream import OpenAIStreamTranslator
 from sidecar.translate.tokens import estimate_input_tokens
+from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
 from .http import UpstreamSession
@@ -51,21 +52,30 @@ class OpenAIBackend:
             drop_sampling=config.drop_sampling,
             supports_top_k=config.supports_top_k,
             stream_usage=config.stream_usage,
+            reasoning_effort=config.reasoning_effort,
         )
 
     def _headers(self, call: Call) -> dict[str, str]:
         return {"x-request-id": call.request_id}
 
+    @staticmethod
+    def _body(
+        call: Call, model: str, *, stream: bool, options: OpenAIOptions, notes: list[str]
+    ) -> bytes:
+        body = to_openai_request(call.request, model, stream=stream, options=options, notes=notes)
+        if call.raw_body is not None:
+            # Fields this sidecar does not model reach an Anthropic upstream; here they are lost.
+            notes += [f"field:{name}" for name in unknown_fields(call.raw_body)]
+        return orjson.dumps(body)
+
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> Message:
-        body = to_openai_request(
-            call.request, model, stream=False, options=self._options, notes=notes
-        )
+        body = self._body(call, model, stream=False, options=self._options, notes=notes)
         content = await self._client.post_json(
             self.name,
             "/chat/completions",
-            orjson.dumps(body),
+            body,
             self._headers(call),
             error_from_openai,
             connect_timeout,
@@ -77,9 +87,7 @@ class OpenAIBackend:
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamEvent], None]:
-        body = to_openai_request(
-            call.request, model, stream=True, options=self._options, notes=notes
-        )
+        body = self._body(call, model, stream=True, options=self._options, notes=notes)
         translator = OpenAIStreamTranslator(
             message_id=new_message_id(),
             model=call.request.model,
@@ -89,7 +97,7 @@ class OpenAIBackend:
         frames = self._client.post_sse(
             self.name,
             "/chat/completions",
-            orjson.dumps(body),
+            body,
             self._headers(call),
             error_from_openai,
             connect_timeout,

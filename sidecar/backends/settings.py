@@ -23,6 +23,9 @@ class BackendSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     drop_sampling: bool = False  # drop temperature / top_p for models that reject them
     supports_top_k: bool = False  # pass top_k (vLLM accepts it)
     stream_usage: bool = True  # ask for usage in streams (stream_options.include_usage)
+    # Send reasoning_effort for thinking: only reasoning models take it (OpenAI and LiteLLM
+    # reject it for others), so it is asked for rather than assumed.
+    reasoning_effort: bool = False
     anthropic_version: str = "2023-06-01"  # sent when the caller sent none
     # TLS to the upstream: a private CA, and a client certificate for mutual TLS.
     ca_file: str | None = None

@@ -62,7 +62,11 @@ __all__ = [
     "token_count_to_proto",
 ]
 
-ROLE_FROM_PROTO: dict[int, m.Role] = {pb.ROLE_USER: "user", pb.ROLE_ASSISTANT: "assistant"}
+ROLE_FROM_PROTO: dict[int, m.Role] = {
+    pb.ROLE_USER: "user",
+    pb.ROLE_ASSISTANT: "assistant",
+    pb.ROLE_SYSTEM: "system",
+}
 STOP_REASON_FROM_PROTO: dict[int, m.StopReason] = {
     pb.STOP_REASON_END_TURN: "end_turn",
     pb.STOP_REASON_MAX_TOKENS: "max_tokens",
@@ -282,7 +286,9 @@ def _messages(messages: Any) -> list[m.InputMessage]:
     for i, message in enumerate(messages):
         role = ROLE_FROM_PROTO.get(message.role)
         if role is None:
-            raise _invalid(f"messages[{i}].role", "must be ROLE_USER or ROLE_ASSISTANT")
+            raise _invalid(
+                f"messages[{i}].role", "must be ROLE_USER, ROLE_ASSISTANT or ROLE_SYSTEM"
+            )
         blocks = [
             block_from_proto(block, f"messages[{i}].content[{j}]")
             for j, block in enumerate(message.content)
@@ -317,6 +323,7 @@ def _tools(tools: Any) -> list[m.Tool] | None:
                 description=_opt(tool.description),
                 type=_opt(tool.type),
                 cache_control=_cache_control(tool),
+                defer_loading=tool.defer_loading if tool.HasField("defer_loading") else None,
             )
         )
     return out
@@ -348,10 +355,15 @@ def _thinking(req: spb.CreateMessageRequest | spb.CountTokensRequest) -> m.Think
         return None
     match req.thinking.WhichOneof("config"):
         case "enabled":
-            return m.ThinkingEnabled(budget_tokens=req.thinking.enabled.budget_tokens)
+            enabled = req.thinking.enabled
+            return m.ThinkingEnabled(
+                budget_tokens=enabled.budget_tokens, display=enabled.display or None
+            )
+        case "adaptive":
+            return m.ThinkingAdaptive(display=req.thinking.adaptive.display or None)
         case "disabled":
             return m.ThinkingDisabled()
-    raise _invalid("thinking", "one of enabled, disabled must be set")
+    raise _invalid("thinking", "one of enabled, disabled, adaptive must be set")
 
 
 def messages_request_from_proto(
@@ -378,6 +390,9 @@ def messages_request_from_proto(
         stop_sequences=list(req.stop_sequences) or None,
         metadata=metadata,
         thinking=_thinking(req),
+        output_config=m.OutputConfig(effort=req.output_config.effort or None)
+        if req.HasField("output_config")
+        else None,
         stream=True if stream else None,
     )
 

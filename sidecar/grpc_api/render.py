@@ -28,7 +28,11 @@ __all__ = [
     "token_count_to_proto",
 ]
 
-ROLE_TO_PROTO: dict[str, pb.Role.ValueType] = {"user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT}
+ROLE_TO_PROTO: dict[str, pb.Role.ValueType] = {
+    "user": pb.ROLE_USER,
+    "assistant": pb.ROLE_ASSISTANT,
+    "system": pb.ROLE_SYSTEM,
+}
 STOP_REASON_TO_PROTO: dict[str, pb.StopReason.ValueType] = {
     "end_turn": pb.STOP_REASON_END_TURN,
     "max_tokens": pb.STOP_REASON_MAX_TOKENS,

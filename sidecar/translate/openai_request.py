@@ -48,6 +48,7 @@ from sidecar.model import (
     PlainTextSource,
     RedactedThinkingBlock,
     TextBlock,
+    ThinkingAdaptive,
     ThinkingBlock,
     ThinkingEnabled,
     Tool,
@@ -61,6 +62,9 @@ from sidecar.model import (
 )
 
 __all__ = ["OpenAIOptions", "reasoning_effort_for", "safe_tool_id", "to_openai_request"]
+
+# Anthropic's output_config.effort → OpenAI's reasoning_effort.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 Json = dict[str, Any]
 
@@ -113,6 +117,14 @@ def to_openai_request(
     for i, msg in enumerate(req.messages):
         if msg.role == "user":
             conv.user(msg, messages)
+        elif msg.role == "system":  # a system message inside the conversation, in place
+            conv.system(
+                msg.content
+                if isinstance(msg.content, str)
+                else [b for b in msg.content if isinstance(b, TextBlock)],
+                options.system_role,
+                messages,
+            )
         else:
             conv.assistant(msg, messages, last=i == len(req.messages) - 1)
 
@@ -120,8 +132,11 @@ def to_openai_request(
     body["max_completion_tokens" if options.use_max_completion_tokens else "max_tokens"] = (
         req.max_tokens
     )
-    if req.tools:
-        body["tools"] = [conv.tool(i, tool) for i, tool in enumerate(req.tools)]
+    tools = [conv.tool(i, tool) for i, tool in enumerate(req.tools or ()) if not tool.defer_loading]
+    if req.tools and len(tools) < len(req.tools):
+        _note(notes, "tools.defer_loading")  # placeholders the client would load later
+    if tools:
+        body["tools"] = tools
         _tool_choice(req, body)
     _sampling(req, options, body, notes)
     if req.stop_sequences:
@@ -136,6 +151,13 @@ def to_openai_request(
         _note(notes, "thinking.budget_tokens")
         if options.reasoning_effort:
             body["reasoning_effort"] = reasoning_effort_for(req.thinking.budget_tokens)
+    elif isinstance(req.thinking, ThinkingAdaptive):
+        _note(notes, "thinking")
+        effort = req.output_config.effort if req.output_config is not None else None
+        if options.reasoning_effort and effort is not None:
+            body["reasoning_effort"] = _EFFORT.get(effort, "medium")
+    elif req.output_config is not None and req.output_config.effort is not None:
+        _note(notes, "output_config.effort")
     if stream:
         body["stream"] = True
         if options.stream_usage:

@@ -112,11 +112,6 @@ def test_tool_round_trip(
     assert "PAPAYA-42" in json.dumps(result["content"])  # Claude Code really read the file
 
 
-@pytest.mark.xfail(
-    reason="sidecar rejects what Claude Code sends for newer or unknown model names: "
-    "messages[].role 'system' and thinking.type 'adaptive' (400) — issue 7",
-    strict=False,
-)
 @pytest.mark.parametrize("model", ["opus", "my-chain"], ids=["default-alias", "custom-name"])
 def test_newer_request_shape_is_accepted(
     upstream: Any, sidecar_factory: Callable[..., Any], tmp_path: Path, model: str

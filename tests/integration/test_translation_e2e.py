@@ -189,3 +189,49 @@ def test_degradation_reporting_can_be_switched_off(
     response = httpx.post(f"{quiet.http_url}/v1/messages", json=body)
     assert response.status_code == 200
     assert "x-anyllm-degradation" not in response.headers
+
+
+CLAUDE_CODE_SHAPE: dict[str, Any] = {
+    "model": "opus",
+    "max_tokens": 64000,
+    "stream": True,
+    "system": [{"type": "text", "text": "You are Claude Code."}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "system", "content": [{"type": "text", "text": "Mid-conversation reminder."}]},
+    ],
+    "tools": [
+        {**WEATHER_TOOL, "eager_input_streaming": True},
+        {"name": "Later", "input_schema": {"type": "object"}, "defer_loading": True},
+    ],
+    "thinking": {"type": "adaptive", "display": "omitted"},
+    "output_config": {"effort": "high"},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "metadata": {"user_id": '{"device_id":"abc"}'},
+}
+
+
+@pytest.mark.parametrize("chain", ["default", "native"])
+def test_newer_request_shape_is_accepted(sidecar: Any, upstream: Any, chain: str) -> None:
+    with httpx.Client(base_url=sidecar.http_url, timeout=30) as http:
+        response = http.post(
+            "/v1/messages?beta=true", json=CLAUDE_CODE_SHAPE, headers={"x-anyllm-chain": chain}
+        )
+    assert response.status_code == 200, response.text
+    assert "event: message_stop" in response.text
+    sent = upstream.control.log()[-1]["body"]
+    if chain == "native":  # relayed as is: every field reaches Anthropic
+        assert sent["context_management"] == CLAUDE_CODE_SHAPE["context_management"]
+        assert sent["messages"][1]["role"] == "system"
+        assert sent["tools"][1]["defer_loading"] is True
+        return
+    degraded = set(response.headers["x-anyllm-degradation"].split(","))
+    assert {
+        "field:context_management",
+        "field:tools[].eager_input_streaming",
+        "thinking",
+        "tools.defer_loading",
+    } <= degraded
+    assert sent["messages"][2] == {"role": "system", "content": "Mid-conversation reminder."}
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
+    assert "reasoning_effort" not in sent  # not asked for on this backend

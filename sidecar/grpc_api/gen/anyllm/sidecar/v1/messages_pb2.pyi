@@ -42,6 +42,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_UNSPECIFIED: _Role.ValueType  # 0
     ROLE_USER: _Role.ValueType  # 1
     ROLE_ASSISTANT: _Role.ValueType  # 2
+    ROLE_SYSTEM: _Role.ValueType  # 3
+    """A system message inside the conversation (newer clients send these after the first turn)."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """----------------------------------------------------------------------------- enums
@@ -52,6 +54,8 @@ class Role(_Role, metaclass=_RoleEnumTypeWrapper):
 ROLE_UNSPECIFIED: Role.ValueType  # 0
 ROLE_USER: Role.ValueType  # 1
 ROLE_ASSISTANT: Role.ValueType  # 2
+ROLE_SYSTEM: Role.ValueType  # 3
+"""A system message inside the conversation (newer clients send these after the first turn)."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _StopReason:
@@ -706,10 +710,13 @@ class Tool(_message.Message):
     INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     CACHE_CONTROL_FIELD_NUMBER: _builtins.int
+    DEFER_LOADING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     type: _builtins.str
     """Empty for client tools; e.g. "web_search_20250305" for a server tool."""
+    defer_loading: _builtins.bool
+    """A placeholder the client loads later; backends that cannot defer drop it."""
     @_builtins.property
     def input_schema(self) -> _struct_pb2.Struct:
         """A JSON Schema object."""
@@ -724,12 +731,15 @@ class Tool(_message.Message):
         input_schema: _struct_pb2.Struct | None = ...,
         type: _builtins.str = ...,
         cache_control: Global___CacheControl | None = ...,
+        defer_loading: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "input_schema", b"input_schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading", "cache_control", b"cache_control", "defer_loading", b"defer_loading", "input_schema", b"input_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "description", b"description", "input_schema", b"input_schema", "name", b"name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading", "cache_control", b"cache_control", "defer_loading", b"defer_loading", "description", b"description", "input_schema", b"input_schema", "name", b"name", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__defer_loading: _TypeAlias = _typing.Literal["defer_loading"]  # noqa: Y015
+    _WhichOneofArgType__defer_loading: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__defer_loading) -> _WhichOneofReturnType__defer_loading | None: ...
 
 Global___Tool: _TypeAlias = Tool  # noqa: Y015
 
@@ -771,15 +781,19 @@ class ThinkingEnabled(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BUDGET_TOKENS_FIELD_NUMBER: _builtins.int
+    DISPLAY_FIELD_NUMBER: _builtins.int
     budget_tokens: _builtins.int
+    display: _builtins.str
+    """How thinking is shown in the answer, e.g. "omitted"; empty: the API's default."""
     def __init__(
         self,
         *,
         budget_tokens: _builtins.int = ...,
+        display: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_tokens", b"budget_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_tokens", b"budget_tokens", "display", b"display"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -803,6 +817,27 @@ class ThinkingDisabled(_message.Message):
 Global___ThinkingDisabled: _TypeAlias = ThinkingDisabled  # noqa: Y015
 
 @_typing.final
+class ThinkingAdaptive(_message.Message):
+    """`thinking: {"type": "adaptive"}`: the model decides how much to think."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISPLAY_FIELD_NUMBER: _builtins.int
+    display: _builtins.str
+    def __init__(
+        self,
+        *,
+        display: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display", b"display"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThinkingAdaptive: _TypeAlias = ThinkingAdaptive  # noqa: Y015
+
+@_typing.final
 class ThinkingConfig(_message.Message):
     """Extended thinking configuration; exactly one case must be set."""
 
@@ -810,25 +845,51 @@ class ThinkingConfig(_message.Message):
 
     ENABLED_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    ADAPTIVE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def enabled(self) -> Global___ThinkingEnabled: ...
     @_builtins.property
     def disabled(self) -> Global___ThinkingDisabled: ...
+    @_builtins.property
+    def adaptive(self) -> Global___ThinkingAdaptive: ...
     def __init__(
         self,
         *,
         enabled: Global___ThinkingEnabled | None = ...,
         disabled: Global___ThinkingDisabled | None = ...,
+        adaptive: Global___ThinkingAdaptive | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "disabled", b"disabled", "enabled", b"enabled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adaptive", b"adaptive", "config", b"config", "disabled", b"disabled", "enabled", b"enabled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "disabled", b"disabled", "enabled", b"enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptive", b"adaptive", "config", b"config", "disabled", b"disabled", "enabled", b"enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_config: _TypeAlias = _typing.Literal["enabled", "disabled"]  # noqa: Y015
+    _WhichOneofReturnType_config: _TypeAlias = _typing.Literal["enabled", "disabled", "adaptive"]  # noqa: Y015
     _WhichOneofArgType_config: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_config) -> _WhichOneofReturnType_config | None: ...
 
 Global___ThinkingConfig: _TypeAlias = ThinkingConfig  # noqa: Y015
+
+@_typing.final
+class OutputConfig(_message.Message):
+    """`output_config`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EFFORT_FIELD_NUMBER: _builtins.int
+    effort: _builtins.str
+    """low, medium, high or max; empty: the model's default."""
+    def __init__(
+        self,
+        *,
+        effort: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effort", b"effort"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputConfig: _TypeAlias = OutputConfig  # noqa: Y015
 
 @_typing.final
 class RequestMetadata(_message.Message):

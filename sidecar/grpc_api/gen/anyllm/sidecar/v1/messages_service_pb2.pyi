@@ -58,6 +58,7 @@ class CreateMessageRequest(_message.Message):
     STOP_SEQUENCES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     THINKING_FIELD_NUMBER: _builtins.int
+    OUTPUT_CONFIG_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model name; it selects the fallback chain unless `x-anyllm-chain` is given."""
     max_tokens: _builtins.int
@@ -85,6 +86,8 @@ class CreateMessageRequest(_message.Message):
     def metadata(self) -> _messages_pb2.RequestMetadata: ...
     @_builtins.property
     def thinking(self) -> _messages_pb2.ThinkingConfig: ...
+    @_builtins.property
+    def output_config(self) -> _messages_pb2.OutputConfig: ...
     def __init__(
         self,
         *,
@@ -101,10 +104,11 @@ class CreateMessageRequest(_message.Message):
         stop_sequences: _abc.Iterable[_builtins.str] | None = ...,
         metadata: _messages_pb2.RequestMetadata | None = ...,
         thinking: _messages_pb2.ThinkingConfig | None = ...,
+        output_config: _messages_pb2.OutputConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "metadata", b"metadata", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "metadata", b"metadata", "output_config", b"output_config", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "model", b"model", "stop_sequences", b"stop_sequences", "system", b"system", "system_blocks", b"system_blocks", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "tools", b"tools", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "model", b"model", "output_config", b"output_config", "stop_sequences", b"stop_sequences", "system", b"system", "system_blocks", b"system_blocks", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "tools", b"tools", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
