@@ -1,6 +1,10 @@
 # The two commands a newcomer needs:
 #   make run    set everything up (virtualenv, dependencies) and start the sidecar
-#   make test   set everything up and run the whole test suite
+#   make test   set everything up and run the whole test suite: unit and integration tests,
+#               the Go/Java/Node/Python/buf interop checks, and the end-to-end suite with real
+#               clients and servers (Claude Code, the TypeScript SDK, llama.cpp, LiteLLM)
+# Parts of it: make check (unit + integration, ~4 min), make interop, make e2e (the first run
+# builds llama.cpp: ~10 min; cached in .e2e/ after that).
 # Everything lives in .venv; nothing is installed globally.
 
 PYTHON ?= python3
@@ -8,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup lint proto bench clean
+.PHONY: run test check interop e2e setup lint proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +25,17 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/anyllm-sidecar $(ARGS)
 
-test: setup
+test: check interop e2e
+
+check: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+interop: setup
+	scripts/interop.sh
+
+e2e: setup
+	bash scripts/e2e-setup.sh
+	$(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,9 +2,10 @@
 (llama.cpp's server via llama-cpp-python, LiteLLM's proxy) around a real sidecar process.
 
 Everything they need is installed by ``scripts/e2e-setup.sh`` into ``$E2E_HOME`` (default
-``<repo>/.e2e``). The tests here run only when selected with ``-m e2e``; a plain ``pytest`` run
-skips them. A selected test whose tools are missing is skipped, or fails when ``CI`` is set (CI
-installs them first, so a missing tool there is a broken setup, not a reason to skip).
+``<repo>/.e2e``). The tests here run only when selected with ``-m e2e`` (``make e2e``); a
+plain ``pytest`` run deselects them. A selected test whose tools are missing is skipped, or
+fails when ``CI`` is set (CI installs them first, so a missing tool there is a broken setup,
+not a reason to skip).
 
 Every process is started with ``tests.upstream.processes.ManagedProcess`` (its own session,
 output in files) and stopped by its PID: SIGTERM, then SIGKILL after 10 s, and checked gone.
@@ -65,13 +66,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Not asked for with -m e2e: deselected (`make e2e` runs them), so a plain run has no skips.
     selected = "e2e" in (config.option.markexpr or "")
-    skip = pytest.mark.skip(reason="end-to-end: run with -m e2e (after scripts/e2e-setup.sh)")
+    keep, drop = [], []
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(HERE):
+        mine = Path(str(item.fspath)).is_relative_to(HERE)
+        if mine:
             item.add_marker(pytest.mark.e2e)
-            if not selected:
-                item.add_marker(skip)
+        (drop if mine and not selected else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def require(*paths: Path) -> None:
