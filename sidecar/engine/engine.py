@@ -381,15 +381,8 @@ class Engine:
             deadline: float,
         ) -> Message:
             model = target.model or call.request.model
-            try:
-                async with asyncio.timeout_at(end):
-                    return await backend.create(
-                        call, model, notes, connect_timeout=policy.connect_timeout
-                    )
-            except TimeoutError:
-                raise attempt_timeout(
-                    backend.name, end, deadline, FailureKind.READ_TIMEOUT
-                ) from None
+            answer = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
+            return await _bounded(answer, backend.name, end, deadline)
 
         message = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
@@ -465,13 +458,8 @@ class Engine:
             end: float,
             deadline: float,
         ) -> TokenCount:
-            try:
-                async with asyncio.timeout_at(end):
-                    count = await backend.count_tokens(request, target.model or request.model)
-            except TimeoutError:
-                raise attempt_timeout(
-                    backend.name, end, deadline, FailureKind.READ_TIMEOUT
-                ) from None
+            counting = backend.count_tokens(request, target.model or request.model)
+            count = await _bounded(counting, backend.name, end, deadline)
             if count.estimated:
                 notes.append("count_tokens.estimated")
             return count
@@ -480,3 +468,12 @@ class Engine:
         outcome.input_tokens = count.input_tokens
         self._finish(outcome, gen, "ok")
         return count, outcome
+
+
+async def _bounded(work: Awaitable[T], backend: str, end: float, deadline: float) -> T:
+    """``work`` within the attempt's end; a timeout there is the attempt's (or the budget's)."""
+    try:
+        async with asyncio.timeout_at(end):
+            return await work
+    except TimeoutError:
+        raise attempt_timeout(backend, end, deadline, FailureKind.READ_TIMEOUT) from None
