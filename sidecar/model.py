@@ -368,6 +368,9 @@ class Call:
     # The caller's JSON body when it came over HTTP: relayed as is to a native upstream.
     raw_body: bytes | None = None
     surface: str = "http"  # which front door it came through (for metrics and logs)
+    # Types of content blocks left out of ``request`` because the model does not know them
+    # (still in ``raw_body`` for a native upstream).
+    unmodelled_blocks: tuple[str, ...] = ()
 
 
 # One decoder / encoder each, built once: msgspec compiles the type on construction.

@@ -180,7 +180,12 @@ class Telemetry:
                 )
         for feature in dict.fromkeys(outcome.degradations):
             # Unknown field names come from callers: one bounded label for all of them.
-            label = "unknown_field" if feature.startswith("field:") else feature
+            if feature.startswith("field:"):
+                label = "unknown_field"
+            elif feature.startswith("block:"):
+                label = "unknown_block"
+            else:
+                label = feature
             self.degradations.labels(label).inc()
         if self._log_requests:
             log(

@@ -66,6 +66,7 @@ class OpenAIBackend:
         if call.raw_body is not None:
             # Fields this sidecar does not model reach an Anthropic upstream; here they are lost.
             notes += [f"field:{name}" for name in unknown_fields(call.raw_body)]
+        notes += [f"block:{kind}" for kind in call.unmodelled_blocks]
         return orjson.dumps(body)
 
     async def create(

@@ -33,6 +33,7 @@ from sidecar.errors import (
 )
 from sidecar.model import Call, count_tokens_decoder, json_encoder, request_decoder
 
+from .lenient import without_unknown_blocks
 from .sse import encode_error_event, encode_events
 
 Scope = MutableMapping[str, Any]
@@ -164,11 +165,17 @@ class HttpApi:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _call(self, scope: Scope, body: bytes, request_id: str) -> Call:
+        unmodelled: tuple[str, ...] = ()
         try:
             request = request_decoder.decode(body)
         except msgspec.DecodeError as exc:
-            message, field = describe_decode_error(exc)
-            raise InvalidRequestError(message, field=field) from None
+            lenient = (
+                without_unknown_blocks(body) if isinstance(exc, msgspec.ValidationError) else None
+            )
+            if lenient is None:
+                message, field = describe_decode_error(exc)
+                raise InvalidRequestError(message, field=field) from None
+            request, unmodelled = lenient
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         passthrough = tuple(
             (name.decode("latin-1"), value.decode("latin-1"))
@@ -196,6 +203,7 @@ class HttpApi:
             deadline=deadline,
             passthrough_headers=passthrough,
             raw_body=body,
+            unmodelled_blocks=unmodelled,
         )
 
     async def _messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:

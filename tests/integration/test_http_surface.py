@@ -254,9 +254,15 @@ BAD_BODIES = [
     ),
     pytest.param(
         b'{"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": '
-        b'[{"type": "hologram"}]}]}',
-        "messages[0].content[0].type",
-        id="unknown-content-type",
+        b'[{"type": "image", "source": {"type": "hologram"}}]}]}',
+        "messages[0].content[0].source.type",
+        id="unknown-image-source",
+    ),
+    pytest.param(
+        b'{"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": '
+        b'[{"type": "text"}]}]}',
+        "messages[0].content[0]: Object missing required field `text`",
+        id="block-missing-field",
     ),
     pytest.param(
         b'{"model": "x", "max_tokens": 5, "messages": []}', "messages", id="empty-messages"

@@ -235,3 +235,44 @@ def test_newer_request_shape_is_accepted(sidecar: Any, upstream: Any, chain: str
     assert sent["messages"][2] == {"role": "system", "content": "Mid-conversation reminder."}
     assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
     assert "reasoning_effort" not in sent  # not asked for on this backend
+
+
+WEB_SEARCH_HISTORY: dict[str, Any] = {
+    "model": "m",
+    "max_tokens": 50,
+    "messages": [
+        {"role": "user", "content": "search for the weather"},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "server_tool_use",
+                    "id": "srvtoolu_1",
+                    "name": "web_search",
+                    "input": {"query": "weather"},
+                },
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+                {"type": "text", "text": "It is sunny."},
+            ],
+        },
+        {"role": "user", "content": "thanks"},
+    ],
+}
+
+
+@pytest.mark.parametrize("chain", ["default", "native"])
+def test_unknown_block_types_are_relayed_or_dropped_and_named(
+    sidecar: Any, upstream: Any, chain: str
+) -> None:
+    with httpx.Client(base_url=sidecar.http_url, timeout=30) as http:
+        response = http.post(
+            "/v1/messages", json=WEB_SEARCH_HISTORY, headers={"x-anyllm-chain": chain}
+        )
+    assert response.status_code == 200, response.text
+    sent = upstream.control.log()[-1]["body"]
+    if chain == "native":
+        assert sent["messages"] == WEB_SEARCH_HISTORY["messages"]  # as the caller sent them
+        return
+    degraded = set(response.headers["x-anyllm-degradation"].split(","))
+    assert {"block:server_tool_use", "block:web_search_tool_result"} <= degraded
+    assert sent["messages"][1] == {"role": "assistant", "content": "It is sunny."}
