@@ -31,6 +31,7 @@ from sidecar.errors import (
     RequestTooLargeError,
     SidecarError,
 )
+from sidecar.logs import log
 from sidecar.model import Call, count_tokens_decoder, json_encoder, request_decoder
 
 from .lenient import without_unknown_blocks
@@ -139,6 +140,12 @@ class HttpApi:
             await handler(scope, receive, send, request_id)
         except SidecarError as exc:
             await _send_error(send, exc, request_id)
+        except _ClientGone:
+            return  # the caller left while sending its body: nobody to answer
+        except Exception as exc:  # a bug of ours: an Anthropic error body, details in the log
+            log("internal_error", level=40, request_id=request_id, error=type(exc).__name__)
+            error = InternalError(f"internal error (request {request_id})")
+            await _send_error(send, error, request_id)
 
     def _authorized(self, scope: Scope) -> bool:
         return self._auth.allows(_header(scope, b"x-api-key")) or self._auth.allows(
@@ -153,7 +160,7 @@ class HttpApi:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError
+                raise _ClientGone
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
@@ -326,6 +333,10 @@ class HttpApi:
             await _send_json(send, 200, b'{"status":"ready"}', [])
         else:
             await _send_json(send, 503, b'{"status":"draining"}', [])
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
 
 
 def _not_found(path: str) -> SidecarError:
