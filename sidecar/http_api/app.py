@@ -6,9 +6,9 @@ back: a JSON ``message``, or SSE with the exact Anthropic event names. Errors ar
 error body with the Anthropic status codes; the engine's outcome (answering backend, attempts,
 degradations, exhausted) goes out as ``x-anyllm-*`` headers.
 
-While a request runs, a watcher task waits for the client to go away and cancels the handler
-when it does, which cancels the upstream request at once (the engine and backends close their
-streams in ``finally``). No framework: routing is a dict lookup on (method, path).
+Once a request has run for 50 ms, a watcher task waits for the client to go away and cancels
+the handler when it does, which cancels the upstream request at once (the engine and backends
+close their streams in ``finally``). No framework: routing is a dict lookup on (method, path).
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ class HttpApi:
         body = await self._read_body(receive)
         call = self._call(scope, body, request_id)
         finished = _Finished()
-        watcher = _watch_disconnect(receive, finished)
+        watcher = _DisconnectWatch(receive, finished)
         try:
             if call.request.stream:
                 await self._stream(call, send, finished)
@@ -380,16 +380,39 @@ async def _send_error(send: Send, error: SidecarError, request_id: str) -> None:
     await _send_json(send, error.http_status, error_body(error, request_id), metadata)
 
 
-def _watch_disconnect(receive: Receive, finished: _Finished) -> asyncio.Task[None]:
-    handler = asyncio.current_task()
+# How long a request runs before a task starts watching for its client to leave. Most
+# requests that finish sooner never pay for the watcher (a task woken at least once: ~0.1 ms of
+# CPU per request, measured with `make bench`); a client that leaves earlier is noticed then.
+WATCH_AFTER = 0.05
 
-    async def watch() -> None:
+
+class _DisconnectWatch:
+    """Cancels the handler task when the client disconnects, once the request runs long enough
+    to be worth watching."""
+
+    __slots__ = ("_finished", "_handler", "_receive", "_task", "_timer")
+
+    def __init__(self, receive: Receive, finished: _Finished) -> None:
+        self._receive = receive
+        self._finished = finished
+        self._handler = asyncio.current_task()
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        if not self._finished.done:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
         while True:
-            message = await receive()
+            message = await self._receive()
             if message["type"] == "http.disconnect":
-                if not finished.done and handler is not None:
-                    finished.gone = True
-                    handler.cancel()
+                if not self._finished.done and self._handler is not None:
+                    self._finished.gone = True
+                    self._handler.cancel()
                 return
 
-    return asyncio.create_task(watch())
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
