@@ -52,18 +52,9 @@ class AnthropicBackend:
 
     def __init__(self, name: str, config: BackendSettings) -> None:
         self.name = name
-        headers = {"content-type": "application/json", **config.headers}
-        if config.api_key:
-            headers["x-api-key"] = config.api_key
         self._version = config.anthropic_version
-        self._client = UpstreamSession(
-            config.base_url,
-            max_connections=config.max_connections,
-            headers=headers,
-            ca_file=config.ca_file,
-            client_cert=config.client_cert,
-            client_key=config.client_key,
-        )
+        key = {"x-api-key": config.api_key} if config.api_key else {}
+        self._client = UpstreamSession.for_backend(config, key)
 
     def _headers(self, call: Call) -> dict[str, str]:
         headers = {"anthropic-version": self._version, "x-request-id": call.request_id}

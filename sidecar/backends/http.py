@@ -24,6 +24,8 @@ import aiohttp
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 
+from .settings import BackendSettings
+
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
@@ -56,6 +58,18 @@ class UpstreamSession:
             # The request body is bytes already; no cookies between unrelated callers.
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
+        )
+
+    @classmethod
+    def for_backend(cls, settings: BackendSettings, headers: Mapping[str, str]) -> UpstreamSession:
+        """The session a backend's settings describe (pool size, TLS), with ``headers``."""
+        return cls(
+            settings.base_url,
+            max_connections=settings.max_connections,
+            headers={"content-type": "application/json", **settings.headers, **headers},
+            ca_file=settings.ca_file,
+            client_cert=settings.client_cert,
+            client_key=settings.client_key,
         )
 
     async def aclose(self) -> None:
@@ -140,7 +154,7 @@ def map_client_errors(backend: str, *, started: bool) -> Iterator[None]:
     """
     try:
         yield
-    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except TimeoutError as exc:  # aiohttp's connect timers (its timeout errors subclass it)
         raise UpstreamError(
             f"{backend}: connection timed out", kind=FailureKind.CONNECT_TIMEOUT, backend=backend
         ) from exc
@@ -161,10 +175,6 @@ def map_client_errors(backend: str, *, started: bool) -> Iterator[None]:
             f"{backend}: connection failed ({type(exc).__name__})",
             kind=FailureKind.CONNECT,
             backend=backend,
-        ) from exc
-    except TimeoutError as exc:  # aiohttp's own connect timer
-        raise UpstreamError(
-            f"{backend}: connection timed out", kind=FailureKind.CONNECT_TIMEOUT, backend=backend
         ) from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError(

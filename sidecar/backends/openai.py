@@ -35,17 +35,8 @@ class OpenAIBackend:
 
     def __init__(self, name: str, config: BackendSettings) -> None:
         self.name = name
-        headers = {"content-type": "application/json", **config.headers}
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        self._client = UpstreamSession(
-            config.base_url,
-            max_connections=config.max_connections,
-            headers=headers,
-            ca_file=config.ca_file,
-            client_cert=config.client_cert,
-            client_key=config.client_key,
-        )
+        key = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._client = UpstreamSession.for_backend(config, key)
         self._options = OpenAIOptions(
             use_max_completion_tokens=config.max_completion_tokens,
             system_role=config.system_role,
@@ -58,11 +49,10 @@ class OpenAIBackend:
     def _headers(self, call: Call) -> dict[str, str]:
         return {"x-request-id": call.request_id}
 
-    @staticmethod
-    def _body(
-        call: Call, model: str, *, stream: bool, options: OpenAIOptions, notes: list[str]
-    ) -> bytes:
-        body = to_openai_request(call.request, model, stream=stream, options=options, notes=notes)
+    def _body(self, call: Call, model: str, *, stream: bool, notes: list[str]) -> bytes:
+        body = to_openai_request(
+            call.request, model, stream=stream, options=self._options, notes=notes
+        )
         if call.raw_body is not None:
             # Fields this sidecar does not model reach an Anthropic upstream; here they are lost.
             notes += [f"field:{name}" for name in unknown_fields(call.raw_body)]
@@ -72,7 +62,7 @@ class OpenAIBackend:
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> Message:
-        body = self._body(call, model, stream=False, options=self._options, notes=notes)
+        body = self._body(call, model, stream=False, notes=notes)
         content = await self._client.post_json(
             self.name,
             "/chat/completions",
@@ -88,7 +78,7 @@ class OpenAIBackend:
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamEvent], None]:
-        body = self._body(call, model, stream=True, options=self._options, notes=notes)
+        body = self._body(call, model, stream=True, notes=notes)
         translator = OpenAIStreamTranslator(
             message_id=new_message_id(),
             model=call.request.model,
