@@ -24,7 +24,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from sidecar.backends.settings import BackendSettings
+from sidecar.backends.registry import KINDS
+from sidecar.backends.settings import BackendSettings, HttpSettings
 from sidecar.engine.policy import Chain, Policy, Routes, Target
 
 
@@ -138,22 +139,8 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"{source}: backends: at least one backend is required")
     # Converted one by one so that an error names the entry (msgspec says `[...]` for dict keys).
     backends = {
-        name: _convert(doc, BackendSettings, f"{source}: backends.{name}")
-        for name, doc in raw.backends.items()
+        name: _backend(doc, f"{source}: backends.{name}") for name, doc in raw.backends.items()
     }
-    for name, backend in backends.items():
-        if backend.kind != "demo" and not backend.base_url:
-            raise ConfigError(
-                f"{source}: backends.{name}.base_url: required for kind {backend.kind}"
-            )
-        for key in ("ca_file", "client_cert", "client_key"):
-            file = getattr(backend, key)
-            if file is not None and not Path(file).is_file():
-                raise ConfigError(f"{source}: backends.{name}.{key}: no such file {file!r}")
-        if (backend.client_cert is None) != (backend.client_key is None):
-            raise ConfigError(f"{source}: backends.{name}: client_cert and client_key go together")
-        if backend.max_connections < 1:
-            raise ConfigError(f"{source}: backends.{name}.max_connections: must be at least 1")
 
     chains: dict[str, Chain] = {}
     specs = raw.chains or {"default": [Target(backend=name) for name in raw.backends]}
@@ -219,6 +206,26 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         source=source,
         demo=demo,
     )
+
+
+def _backend(doc: dict[str, Any], where: str) -> BackendSettings:
+    """One backend's settings, checked: the kind exists, then its own keys and files."""
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind: expected one of {', '.join(sorted(KINDS))}, got {kind!r}")
+    backend: BackendSettings = _convert(doc, BackendSettings, where)
+    if backend.requires_base_url and not getattr(backend, "base_url", ""):
+        raise ConfigError(f"{where}.base_url: required for kind {kind}")
+    if isinstance(backend, HttpSettings):
+        for key in ("ca_file", "client_cert", "client_key"):
+            file = getattr(backend, key)
+            if file is not None and not Path(file).is_file():
+                raise ConfigError(f"{where}.{key}: no such file {file!r}")
+        if (backend.client_cert is None) != (backend.client_key is None):
+            raise ConfigError(f"{where}: client_cert and client_key go together")
+        if backend.max_connections < 0:
+            raise ConfigError(f"{where}.max_connections: must be 0 (unbounded) or more")
+    return backend
 
 
 def _policy(data: dict[str, Any], where: str) -> Policy:

@@ -31,7 +31,7 @@ from sidecar.model import (
 from sidecar.translate.upstream_errors import error_from_anthropic
 
 from .http import UpstreamSession
-from .settings import BackendSettings
+from .settings import AnthropicSettings
 
 _KNOWN_EVENTS = frozenset(
     {
@@ -50,7 +50,7 @@ _KNOWN_EVENTS = frozenset(
 class AnthropicBackend:
     kind = "anthropic"
 
-    def __init__(self, name: str, config: BackendSettings) -> None:
+    def __init__(self, name: str, config: AnthropicSettings) -> None:
         self.name = name
         self._version = config.anthropic_version
         key = {"x-api-key": config.api_key} if config.api_key else {}

@@ -39,7 +39,7 @@ from sidecar.model import (
 from sidecar.translate.tokens import estimate_input_tokens
 
 from .openai import new_message_id
-from .settings import BackendSettings
+from .settings import DemoSettings
 
 _SAMPLE = {"string": "demo", "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
 
@@ -93,7 +93,7 @@ def _answer(request: MessagesRequest) -> tuple[TextBlock | ToolUseBlock, str]:
 class DemoBackend:
     kind = "demo"
 
-    def __init__(self, name: str, config: BackendSettings) -> None:
+    def __init__(self, name: str, config: DemoSettings) -> None:
         self.name = name
 
     async def create(

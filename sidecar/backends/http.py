@@ -24,7 +24,7 @@ import aiohttp
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 
-from .settings import BackendSettings
+from .settings import HttpSettings
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
@@ -61,7 +61,7 @@ class UpstreamSession:
         )
 
     @classmethod
-    def for_backend(cls, settings: BackendSettings, headers: Mapping[str, str]) -> UpstreamSession:
+    def for_backend(cls, settings: HttpSettings, headers: Mapping[str, str]) -> UpstreamSession:
         """The session a backend's settings describe (pool size, TLS), with ``headers``."""
         return cls(
             settings.base_url,

@@ -23,7 +23,7 @@ from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
 from .http import UpstreamSession
-from .settings import BackendSettings
+from .settings import OpenAISettings
 
 
 def new_message_id() -> str:
@@ -33,7 +33,7 @@ def new_message_id() -> str:
 class OpenAIBackend:
     kind = "openai"
 
-    def __init__(self, name: str, config: BackendSettings) -> None:
+    def __init__(self, name: str, config: OpenAISettings) -> None:
         self.name = name
         key = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._client = UpstreamSession.for_backend(config, key)

@@ -1,22 +1,47 @@
-"""How one backend is configured: the ``backends.NAME`` mapping of the YAML.
+"""How one backend is configured: the ``backends.NAME`` mapping of the YAML, one type per kind.
 
-The composition root converts the YAML into this struct and hands it to the backend kind's
-constructor; backends never read configuration files themselves.
+``BackendSettings`` is a tagged union on ``kind``: each kind's settings are their own frozen
+struct that rejects unknown keys, so a wrong key names its path at start-up. What every HTTP
+backend shares (extra headers, pool size, TLS) is ``HttpSettings``; a kind adds its own fields.
+The composition root converts the YAML into these structs and hands one to the kind's
+constructor (``registry.py``); backends never read configuration files themselves.
+
+A new kind: a struct here (added to ``BackendSettings``), a module, one line in the registry.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
 
-class BackendSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    kind: Literal["openai", "anthropic", "demo"]
+class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every backend that talks HTTP to an upstream shares."""
+
+    # Whether the kind has no usable default ``base_url`` (config says so at start-up).
+    requires_base_url: ClassVar[bool] = True
+
     base_url: str = ""
-    api_key: str = ""
     headers: dict[str, str] = {}
-    max_connections: int = 100
+    # The pool of upstream connections. 0 = unbounded per host: the sidecar's concurrency
+    # limit (server.max_concurrent_requests) is then the only cap.
+    max_connections: int = 0
+    # TLS to the upstream: a private CA, and a client certificate for mutual TLS.
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+    def __repr__(self) -> str:  # never print a key
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
+class OpenAISettings(HttpSettings, frozen=True, tag="openai", tag_field="kind"):
+    api_key: str = ""
     # OpenAI-compatible dialect switches (driven by config rather than guessed from names).
     max_completion_tokens: bool = False  # send max_completion_tokens (o-series) not max_tokens
     system_role: Literal["system", "developer"] = "system"
@@ -26,11 +51,24 @@ class BackendSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Send reasoning_effort for thinking: only reasoning models take it (OpenAI and LiteLLM
     # reject it for others), so it is asked for rather than assumed.
     reasoning_effort: bool = False
-    anthropic_version: str = "2023-06-01"  # sent when the caller sent none
-    # TLS to the upstream: a private CA, and a client certificate for mutual TLS.
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
 
-    def __repr__(self) -> str:  # never print the key
-        return f"BackendSettings(kind={self.kind!r}, base_url={self.base_url!r})"
+
+class AnthropicSettings(HttpSettings, frozen=True, tag="anthropic", tag_field="kind"):
+    api_key: str = ""
+    anthropic_version: str = "2023-06-01"  # sent when the caller sent none
+
+
+class DemoSettings(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="demo", tag_field="kind"
+):
+    """The built-in backend that answers locally (no upstream)."""
+
+    requires_base_url: ClassVar[bool] = False
+    api_key: str = ""  # accepted and ignored, so a demo entry can stand in for a real one
+
+    @property
+    def kind(self) -> str:
+        return "demo"
+
+
+BackendSettings = OpenAISettings | AnthropicSettings | DemoSettings
