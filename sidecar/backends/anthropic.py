@@ -19,32 +19,16 @@ from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import (
     Call,
     CountTokensRequest,
-    ErrorEvent,
     Message,
-    MessageStop,
     StreamEvent,
     TokenCount,
-    event_decoder,
     json_encoder,
-    message_decoder,
 )
 from sidecar.translate.upstream_errors import error_from_anthropic
 
+from .anthropic_wire import AnthropicEventReader, read_message
 from .http import UpstreamSession
 from .settings import AnthropicSettings
-
-_KNOWN_EVENTS = frozenset(
-    {
-        "message_start",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-        "ping",
-        "error",
-    }
-)
 
 
 class AnthropicBackend:
@@ -84,14 +68,7 @@ class AnthropicBackend:
             error_from_anthropic,
             connect_timeout,
         )
-        try:
-            return message_decoder.decode(content)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(
-                f"{self.name}: unreadable message: {exc}",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self.name,
-            ) from None
+        return read_message(self.name, content)
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
@@ -104,50 +81,26 @@ class AnthropicBackend:
             error_from_anthropic,
             connect_timeout,
         )
-        stopped = False
+        reader = AnthropicEventReader(self.name)
         try:
             async for batch in frames:
                 if batch is None:
-                    if stopped:
+                    if reader.stopped:
                         return
-                    raise UpstreamError(
-                        f"{self.name}: the stream ended without message_stop",
-                        kind=FailureKind.INCOMPLETE,
-                        backend=self.name,
-                    )
-                if stopped:
+                    raise reader.incomplete()
+                if reader.stopped:
                     continue  # read to the end of the body so the connection can be reused
                 events: list[StreamEvent] = []
                 for frame in batch:
-                    if frame.event is not None and frame.event not in _KNOWN_EVENTS:
-                        continue
-                    event = self._decode(frame.data)
-                    events.append(event)
-                    if isinstance(event, MessageStop):
-                        stopped = True
-                        break
+                    event = reader.feed(frame.event, frame.data)
+                    if event is not None:
+                        events.append(event)
+                        if reader.stopped:
+                            break
                 if events:
                     yield events
         finally:
             await frames.aclose()
-
-    def _decode(self, data: str) -> StreamEvent:
-        try:
-            event = event_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(
-                f"{self.name}: unreadable stream event: {exc}",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self.name,
-            ) from None
-        if isinstance(event, ErrorEvent):
-            raise UpstreamError(
-                f"{self.name}: {event.error.message}",
-                kind=FailureKind.STREAM_ERROR,
-                backend=self.name,
-                error_type=event.error.type,
-            )
-        return event
 
     async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
         body = json_encoder.encode(msgspec.structs.replace(request, model=model))
