@@ -74,9 +74,18 @@ def parse(body: bytes) -> Any:
 def _prune(doc: dict[str, Any], dropped: list[str]) -> None:
     messages = doc.get("messages")
     if isinstance(messages, list):
+        kept = []
         for message in messages:
-            if isinstance(message, dict) and isinstance(message.get("content"), list):
+            if (
+                isinstance(message, dict)
+                and isinstance(message.get("content"), list)
+                and message["content"]
+            ):
                 message["content"] = _blocks(message["content"], _BLOCKS, dropped)
+                if not message["content"]:
+                    continue  # nothing of it is modelled: the turn goes with its blocks
+            kept.append(message)
+        doc["messages"] = kept
     if isinstance(doc.get("system"), list):
         doc["system"] = _blocks(doc["system"], frozenset({"text"}), dropped)
     for key, known in (("thinking", _THINKING), ("tool_choice", _TOOL_CHOICE)):
