@@ -179,13 +179,10 @@ class Telemetry:
                     outcome.output_tokens
                 )
         for feature in dict.fromkeys(outcome.degradations):
-            # Unknown field names come from callers: one bounded label for all of them.
-            if feature.startswith("field:"):
-                label = "unknown_field"
-            elif feature.startswith("block:"):
-                label = "unknown_block"
-            else:
-                label = feature
+            # What follows a ``:`` comes from callers (field names, block and tool types,
+            # effort levels): one bounded label per kind of note.
+            kind, sep, _ = feature.partition(":")
+            label = {"field": "unknown_field", "block": "unknown_block"}.get(kind, kind)
             self.degradations.labels(label).inc()
         if self._log_requests:
             log(
