@@ -181,7 +181,7 @@ class Telemetry:
         for feature in dict.fromkeys(outcome.degradations):
             # What follows a ``:`` comes from callers (field names, block and tool types,
             # effort levels): one bounded label per kind of note.
-            kind, sep, _ = feature.partition(":")
+            kind = feature.partition(":")[0]
             label = {"field": "unknown_field", "block": "unknown_block"}.get(kind, kind)
             self.degradations.labels(label).inc()
         if self._log_requests:
