@@ -35,6 +35,7 @@ from sidecar.logs import log
 from sidecar.model import Call, count_tokens_decoder, json_encoder, request_decoder
 
 from .lenient import without_unknown_blocks
+from .limits import check_depth
 from .sse import encode_error_event, encode_events
 
 Scope = MutableMapping[str, Any]
@@ -52,6 +53,8 @@ _SSE_HEADERS = [
 # Probes and scrapers reach these without a token.
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: safe in any header
+_MAX_REQUEST_ID = 128
 
 
 class Readiness(Protocol):
@@ -122,7 +125,7 @@ class HttpApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; websockets are not served
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _request_id(scope)
         path: str = scope["path"].rstrip("/") or "/"
         handler = self._routes.get((scope["method"], path))
         try:
@@ -173,8 +176,11 @@ class HttpApi:
 
     def _call(self, scope: Scope, body: bytes, request_id: str) -> Call:
         unmodelled: tuple[str, ...] = ()
+        check_depth(body)
         try:
             request = request_decoder.decode(body)
+        except RecursionError:  # the depth check keeps well below it; never a 500 if not
+            raise _too_deep() from None
         except msgspec.DecodeError as exc:
             lenient = (
                 without_unknown_blocks(body) if isinstance(exc, msgspec.ValidationError) else None
@@ -269,8 +275,11 @@ class HttpApi:
         self, scope: Scope, receive: Receive, send: Send, request_id: str
     ) -> None:
         body = await self._read_body(receive)
+        check_depth(body)
         try:
             request = count_tokens_decoder.decode(body)
+        except RecursionError:
+            raise _too_deep() from None
         except msgspec.DecodeError as exc:
             message, field = describe_decode_error(exc)
             raise InvalidRequestError(message, field=field) from None
@@ -337,6 +346,19 @@ class HttpApi:
 
 class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
+
+
+def _too_deep() -> SidecarError:
+    return InvalidRequestError("The request body nests arrays and objects too deeply")
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's ``x-request-id`` when it is a plain token (it is echoed in headers and sent
+    upstream), else a fresh one."""
+    given = _header(scope, b"x-request-id")
+    if given is not None and 0 < len(given) <= _MAX_REQUEST_ID and _TOKEN.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
 
 
 def _not_found(path: str) -> SidecarError:
