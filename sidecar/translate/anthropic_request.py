@@ -113,7 +113,7 @@ def _blocks(blocks: list[Any], known: frozenset[str], dropped: list[str]) -> lis
             kept.append(block)  # not ours to judge: the strict error will name it
         elif kind == "search_result":
             kept.append({"type": "text", "text": _search_result_text(block)})
-            dropped.append("block:search_result(as text)")
+            dropped.append("block:search_result(as_text)")
         elif kind not in known:
             dropped.append(f"block:{kind}")
         elif _unknown_source(block, dropped):
@@ -133,7 +133,7 @@ def _unknown_source(block: dict[str, Any], dropped: list[str]) -> bool:
         return False
     if source["type"] in known:
         return False
-    dropped.append(f"block:{block['type']}(source {source['type']})")
+    dropped.append(f"block:{block['type']}(source:{source['type']})")
     return True
 
 

@@ -178,7 +178,7 @@ def to_openai_request(
 def _effort(effort: str, notes: list[str]) -> str:
     mapped = _EFFORT.get(effort)
     if mapped is None:
-        _note(notes, f"output_config.effort:{effort}(as medium)")
+        _note(notes, f"output_config.effort:{effort}(as_medium)")
         return "medium"
     return mapped
 
@@ -191,7 +191,7 @@ def _response_format(fmt: dict[str, Any], notes: list[str]) -> Json:
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
         }
-    _note(notes, f"output_config.format:{fmt.get('type')}(as json_object)")
+    _note(notes, f"output_config.format:{fmt.get('type')}(as_json_object)")
     return {"type": "json_object"}
 
 

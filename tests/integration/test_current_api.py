@@ -211,7 +211,7 @@ def test_new_request_to_a_translating_upstream_is_named(sidecar: Any, upstream: 
         "block:server_tool_use",
         "block:web_search_tool_result",
         "block:tool_reference",
-        "block:search_result(as text)",
+        "block:search_result(as_text)",
         "field:context_management",
         "field:speed",
         "field:tools[].max_uses",
