@@ -183,6 +183,8 @@ ThinkingConfig = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 class OutputConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     effort: str | None = None  # low | medium | high | max
+    # Structured outputs: {"type": "json_schema", "schema": {...}}
+    format: dict[str, Any] | None = None
 
 
 class RequestMetadata(msgspec.Struct, frozen=True, omit_defaults=True):
