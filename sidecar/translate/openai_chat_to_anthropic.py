@@ -108,12 +108,13 @@ _ADAPTIVE_EFFORT: Mapping[str, str] = {
     "low": "low",
     "medium": "medium",
     "high": "high",
-    "xhigh": "max",
+    "xhigh": "xhigh",
     "max": "max",
 }
 _MIN_BUDGET = 1024
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(.*)`$")
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
@@ -158,8 +159,13 @@ def _decode(body: bytes | Mapping[str, Any]) -> tuple[ChatRequestWire, list[str]
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
         text = str(exc)
         match = _MSGSPEC_PATH.match(text)
-        if match is not None:
-            raise _invalid(match.group(2), match.group(1)) from exc
+        problem, path = (match.group(1), match.group(2)) if match else (text, "")
+        missing = _MISSING.match(problem)
+        if missing is not None:  # name the missing field itself
+            path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+            raise _invalid(path, "required") from exc
+        if path:
+            raise _invalid(path, problem) from exc
         if isinstance(exc, msgspec.ValidationError):
             raise InvalidRequestError(f"Invalid request: {text}") from exc
         raise InvalidRequestError(f"The request body is not valid JSON: {text}") from exc
@@ -274,7 +280,9 @@ def _reasoning(
     if options.adaptive_thinking:
         return max_tokens, ThinkingAdaptive(), _ADAPTIVE_EFFORT[effort]
     _note(notes, "reasoning_effort")  # a level becomes a token budget: approximate
-    budget = min(budget, max_tokens - 1)
+    if asked is not None:
+        # Thinking counts against max_tokens: keep at least half of the caller's for the answer.
+        budget = min(budget, asked // 2)
     if budget < _MIN_BUDGET:  # no room to think within the caller's max_tokens
         return max_tokens, None, None
     return max_tokens, ThinkingEnabled(budget_tokens=budget), None
@@ -354,8 +362,8 @@ class _Converter:
     def messages(self, wire: ChatRequestWire) -> None:
         for i, msg in enumerate(wire.messages):
             path = f"messages[{i}]"
-            if getattr(msg, "name", None):
-                self.note("messages.name")
+            if not isinstance(msg, FunctionMessage) and getattr(msg, "name", None):
+                self.note("messages.name")  # a function message's name is what it answers
             if isinstance(msg, SystemMessage | DeveloperMessage):
                 self.system_message(msg)
             elif isinstance(msg, UserMessage):
