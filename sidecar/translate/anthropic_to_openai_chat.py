@@ -143,6 +143,8 @@ def to_chat_completion(
                 _note(notes, "citations")
             texts.append(block.text)
         elif isinstance(block, ThinkingBlock):
+            if block.signature:
+                _note(notes, "thinking.signature")  # no OpenAI field takes it back
             if block.thinking:
                 reasoning.append(block.thinking)
         elif isinstance(block, RedactedThinkingBlock):
@@ -258,6 +260,7 @@ class AnthropicToOpenAIChunks:
         self._error: UpstreamError | None = None
         self._blocks: dict[int, int] = {}  # Anthropic block index -> _TEXT / _THINKING / tool
         self._tool_calls = 0
+        self._no_arguments: set[int] = set()  # tool blocks that sent no argument text yet
         self._reasoned = False  # some reasoning was sent: the next thinking block is separated
         self._input_tokens = 0
         self._output_tokens = 0
@@ -288,6 +291,8 @@ class AnthropicToOpenAIChunks:
             return self._message_start(event)
         if isinstance(event, MessageDelta):
             return self._message_delta(event, first=was is State.STREAMING)
+        if isinstance(event, ContentBlockStop):
+            return self._stop(event)
         if isinstance(event, MessageStop) and self.include_usage:
             return [self._usage_chunk()]
         return []
@@ -367,6 +372,8 @@ class AnthropicToOpenAIChunks:
             self._blocks[event.index] = tool = self._tool_calls
             self._tool_calls += 1
             arguments = orjson.dumps(block.input).decode() if block.input else ""
+            if not arguments:
+                self._no_arguments.add(event.index)
             call = {
                 "index": tool,
                 "id": block.id,
@@ -404,6 +411,7 @@ class AnthropicToOpenAIChunks:
         if isinstance(delta, InputJsonDelta):
             if kind < 0 or not delta.partial_json:
                 return []
+            self._no_arguments.discard(event.index)
             call = {"index": kind, "function": {"arguments": delta.partial_json}}
             return [self._chunk({"tool_calls": [call]})]
         if isinstance(delta, SignatureDelta):
@@ -411,6 +419,14 @@ class AnthropicToOpenAIChunks:
         elif isinstance(delta, CitationsDelta):
             _note(self.notes, "citations")
         return []
+
+    def _stop(self, event: ContentBlockStop) -> list[Json]:
+        if event.index not in self._no_arguments:
+            return []
+        # A call with no input streams no JSON; OpenAI clients parse arguments: send "{}".
+        self._no_arguments.discard(event.index)
+        call = {"index": self._blocks[event.index], "function": {"arguments": "{}"}}
+        return [self._chunk({"tool_calls": [call]})]
 
     def _message_delta(self, event: MessageDelta, *, first: bool) -> list[Json]:
         """The finish chunk (for the first message_delta only); usage is kept for the end."""
