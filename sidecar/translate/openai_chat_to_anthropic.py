@@ -15,12 +15,15 @@ the Anthropic request:
   them) make one user turn whose ``tool_result`` blocks come first.
 * content parts: text; ``image_url`` with a ``data:`` URL -> base64 image, http(s) -> URL image;
   ``file`` with ``file_data`` -> a base64 document (a PDF unless the data URL says otherwise).
+* ``tool`` messages -> ``tool_result`` blocks; one answering no earlier tool call is a 400
+  naming its ``tool_call_id`` (OpenAI refuses it too).
 * assistant ``tool_calls`` -> ``tool_use`` blocks (arguments parsed as in responses: a fence
   stripped, double encoding unwrapped, anything else ``{}`` with the note
   ``tool_calls.arguments``); the legacy ``function_call`` / ``function`` messages likewise,
   with a generated id pairing each call with its answer.
-* tools, ``tool_choice``, ``parallel_tool_calls``, limits, stop, sampling, ``reasoning_effort``,
-  ``response_format`` and ``user`` map as the table in docs/translation.md says.
+* tools, ``tool_choice``, ``parallel_tool_calls`` (``openai_chat_tools``), limits, stop,
+  sampling, ``reasoning_effort``, ``response_format`` (``openai_chat_params``) and ``user`` map
+  as the table in docs/translation.md says.
 
 Whatever is dropped or approximated appends a stable name to ``notes`` once (the OpenAI field
 name, e.g. ``seed``, ``logprobs``; ``field:NAME`` for top-level fields the door does not know).
@@ -51,15 +54,23 @@ from sidecar.model import (
     RequestBlock,
     RequestMetadata,
     TextBlock,
-    ThinkingAdaptive,
-    ThinkingConfig,
-    ThinkingEnabled,
     ToolChoiceAny,
     ToolChoiceTool,
     ToolResultBlock,
     ToolResultContent,
     ToolUseBlock,
     UrlSource,
+)
+from sidecar.translate.openai_chat_params import (
+    BUDGET_FOR_EFFORT,
+    JSON_OBJECT_INSTRUCTION,
+    AnthropicOptions,
+    dropped,
+    json_schema_format,
+    reasoning,
+    sampling,
+    stop_sequences,
+    system_value,
 )
 from sidecar.translate.openai_chat_tools import tool_choice_for, tools_for
 from sidecar.translate.openai_chat_wire import (
@@ -92,42 +103,9 @@ __all__ = [
 
 Json = dict[str, Any]
 
-# reasoning_effort -> thinking.budget_tokens (the inverse of openai_request.reasoning_effort_for:
-# each budget maps back to its own effort). Anthropic's minimum budget is 1024.
-BUDGET_FOR_EFFORT: Mapping[str, int] = {
-    "minimal": 1024,
-    "low": 2048,
-    "medium": 8192,
-    "high": 16384,
-    "xhigh": 32000,
-    "max": 32000,
-}
-# reasoning_effort -> output_config.effort, for adaptive thinking.
-_ADAPTIVE_EFFORT: Mapping[str, str] = {
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "xhigh",
-    "max": "max",
-}
-_MIN_BUDGET = 1024
-JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(.*)`$")
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
-@dataclass(frozen=True, slots=True)
-class AnthropicOptions:
-    """What the Anthropic target accepts; the defaults suit every current Claude model."""
-
-    # OpenAI's max_tokens is optional, Anthropic's is not. 4096 is the largest output every
-    # Claude model still served accepts (Claude 3 Haiku's limit); set it higher per target.
-    default_max_tokens: int = 4096
-    # reasoning_effort as adaptive thinking + output_config.effort (Claude 4.6 and later)
-    # instead of thinking.budget_tokens (every thinking model).
-    adaptive_thinking: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,148 +168,38 @@ def to_anthropic_request(
     system = conv.system
     output_format: Json | None = None
     if isinstance(wire.response_format, ResponseFormatJsonSchema):
-        output_format = _json_schema_format(wire.response_format, notes)
+        output_format = json_schema_format(wire.response_format, notes)
     elif isinstance(wire.response_format, ResponseFormatJsonObject):
         _note(notes, "response_format.json_object")  # no JSON mode: asked for in the system
         system = [*system, TextBlock(text=JSON_OBJECT_INSTRUCTION)]
     forced_tool = isinstance(tool_choice, ToolChoiceAny | ToolChoiceTool)
-    max_tokens, thinking, effort = _reasoning(wire, options, notes, forced_tool, conv)
-    temperature, top_p, top_k = _sampling(wire, notes, thinking=thinking is not None)
+    max_tokens, thinking, effort = reasoning(
+        wire, options, notes, forced_tool=forced_tool, tool_loop=conv.tool_loop_without_thinking()
+    )
+    temperature, top_p, top_k = sampling(wire, notes, thinking=thinking is not None)
     output_config = None
     if effort is not None or output_format is not None:
         output_config = OutputConfig(effort=effort, format=output_format)
-    _dropped(wire, notes)
+    dropped(wire, notes)
     user_id = wire.user or wire.safety_identifier
-    include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
+    include_usage = bool(wire.stream and wire.stream_options and wire.stream_options.include_usage)
     request = MessagesRequest(
         model=wire.model,
         messages=conv.turns(),
         max_tokens=max_tokens,
-        system=_system_value(system),
+        system=system_value(system),
         tools=tools or None,
         tool_choice=tool_choice if tools else None,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
-        stop_sequences=_stop(wire.stop, notes),
+        stop_sequences=stop_sequences(wire.stop, notes),
         metadata=RequestMetadata(user_id=user_id) if user_id else None,
         thinking=thinking,
         output_config=output_config,
         stream=True if wire.stream else None,
     )
     return ChatRequest(request=request, stream=bool(wire.stream), include_usage=include_usage)
-
-
-# --------------------------------------------------------------------------- top-level fields
-
-
-def _system_value(blocks: list[TextBlock]) -> str | list[TextBlock] | None:
-    if not blocks:
-        return None
-    if len(blocks) == 1:
-        return blocks[0].text
-    return blocks
-
-
-def _json_schema_format(fmt: ResponseFormatJsonSchema, notes: list[str]) -> Json:
-    spec = fmt.json_schema
-    if spec.description:
-        _note(notes, "response_format.json_schema.description")
-    # Anthropic's structured outputs are always strict; the schema name is only a label.
-    schema = spec.schema if spec.schema is not None else {"type": "object"}
-    return {"type": "json_schema", "schema": schema}
-
-
-def _stop(stop: str | list[str] | None, notes: list[str]) -> list[str] | None:
-    values = [stop] if isinstance(stop, str) else list(stop or ())
-    # Anthropic rejects a stop sequence made only of whitespace.
-    kept = [s for s in values if s and not s.isspace()]
-    if len(kept) < len(values):
-        _note(notes, "stop")
-    return kept or None
-
-
-def _reasoning(
-    wire: ChatRequestWire,
-    options: AnthropicOptions,
-    notes: list[str],
-    forced_tool: bool,
-    conv: _Converter,
-) -> tuple[int, ThinkingConfig | None, str | None]:
-    """max_tokens, the thinking config and output_config.effort for ``reasoning_effort``."""
-    asked = wire.max_completion_tokens or wire.max_tokens
-    effort = wire.reasoning_effort
-    if effort is None or effort == "none":
-        if asked is None:
-            _note(notes, "max_tokens.default")
-        return asked or options.default_max_tokens, None, None
-    if effort not in BUDGET_FOR_EFFORT:  # a level newer than this table
-        _note(notes, "reasoning_effort")
-        effort = "medium"
-    budget = BUDGET_FOR_EFFORT[effort]
-    if asked is None:
-        _note(notes, "max_tokens.default")
-    max_tokens = asked or options.default_max_tokens + budget
-    # Anthropic refuses thinking with a forced tool, and in a tool loop whose last assistant
-    # turn has no thinking block to send back (OpenAI clients have none to send).
-    if forced_tool or conv.tool_loop_without_thinking():
-        _note(notes, "reasoning_effort")
-        return max_tokens, None, None
-    if options.adaptive_thinking:
-        return max_tokens, ThinkingAdaptive(), _ADAPTIVE_EFFORT[effort]
-    _note(notes, "reasoning_effort")  # a level becomes a token budget: approximate
-    if asked is not None:
-        # Thinking counts against max_tokens: keep at least half of the caller's for the answer.
-        budget = min(budget, asked // 2)
-    if budget < _MIN_BUDGET:  # no room to think within the caller's max_tokens
-        return max_tokens, None, None
-    return max_tokens, ThinkingEnabled(budget_tokens=budget), None
-
-
-def _sampling(
-    wire: ChatRequestWire, notes: list[str], *, thinking: bool
-) -> tuple[float | None, float | None, int | None]:
-    temperature, top_p, top_k = wire.temperature, wire.top_p, wire.top_k
-    if temperature is not None and temperature > 1:  # OpenAI's range is 0-2, Anthropic's 0-1
-        _note(notes, "temperature")
-        temperature = 1.0
-    if thinking:  # Anthropic: thinking takes no temperature or top_k, and top_p >= 0.95
-        if temperature is not None and temperature != 1:
-            _note(notes, "temperature")
-            temperature = None
-        if top_p is not None and top_p < 0.95:
-            _note(notes, "top_p")
-            top_p = None
-        if top_k is not None:
-            _note(notes, "top_k")
-            top_k = None
-    return temperature, top_p, top_k
-
-
-def _dropped(wire: ChatRequestWire, notes: list[str]) -> None:
-    """Name the fields Anthropic has no equivalent for, when they ask for something."""
-    checks: tuple[tuple[str, bool], ...] = (
-        ("n", (wire.n or 1) > 1),
-        ("logprobs", bool(wire.logprobs)),
-        ("top_logprobs", wire.top_logprobs is not None),
-        ("seed", wire.seed is not None),
-        ("presence_penalty", bool(wire.presence_penalty)),
-        ("frequency_penalty", bool(wire.frequency_penalty)),
-        ("logit_bias", bool(wire.logit_bias)),
-        ("audio", wire.audio is not None),
-        ("modalities", any(m != "text" for m in wire.modalities or ())),
-        ("metadata", bool(wire.metadata)),
-        ("store", bool(wire.store)),
-        ("service_tier", wire.service_tier is not None),
-        ("prediction", wire.prediction is not None),
-        ("web_search_options", wire.web_search_options is not None),
-        ("verbosity", wire.verbosity is not None),
-        ("prompt_cache_key", wire.prompt_cache_key is not None),
-        ("prompt_cache_retention", wire.prompt_cache_retention is not None),
-    )
-    for name, asked in checks:
-        if asked:
-            _note(notes, name)
 
 
 # --------------------------------------------------------------------------- messages
@@ -348,13 +216,14 @@ def _data_url(url: str, path: str) -> tuple[str, str]:
 class _Converter:
     """Per-request conversion of the messages: system blocks and merged turns."""
 
-    __slots__ = ("_pending_function", "_turns", "notes", "system")
+    __slots__ = ("_call_ids", "_pending_function", "_turns", "notes", "system")
 
     def __init__(self, notes: list[str]) -> None:
         self.notes = notes
         self.system: list[TextBlock] = []
         self._turns: list[tuple[str, list[RequestBlock]]] = []
         self._pending_function: str | None = None  # id of the last legacy function_call
+        self._call_ids: set[str] = set()  # tool call ids seen so far, for the tool messages
 
     def note(self, name: str) -> None:
         _note(self.notes, name)
@@ -371,7 +240,7 @@ class _Converter:
             elif isinstance(msg, AssistantMessage):
                 self.add("assistant", self.assistant(msg, i, path))
             elif isinstance(msg, ToolMessage):
-                self.add("user", [self.tool(msg)])
+                self.add("user", [self.tool(msg, path)])
             elif isinstance(msg, FunctionMessage):
                 self.add("user", [self.function(msg, path)])
         if not self._turns:
@@ -485,6 +354,7 @@ class _Converter:
             cpath = f"{path}.tool_calls[{j}]"
             if call.type != "function" or call.function is None:
                 raise _invalid(f"{cpath}.type", f"{call.type!r} tool calls cannot be sent")
+            self._call_ids.add(safe_tool_id(call.id))
             blocks.append(
                 ToolUseBlock(
                     id=safe_tool_id(call.id),
@@ -512,8 +382,13 @@ class _Converter:
 
     # ------------------------------------------------------------------ tool results
 
-    def tool(self, msg: ToolMessage) -> ToolResultBlock:
+    def tool(self, msg: ToolMessage, path: str) -> ToolResultBlock:
         tool_use_id = safe_tool_id(msg.tool_call_id)
+        if tool_use_id not in self._call_ids:  # OpenAI refuses it too; Anthropic would 400
+            raise _invalid(
+                f"{path}.tool_call_id",
+                f"{msg.tool_call_id!r} answers no tool call of an earlier assistant message",
+            )
         if isinstance(msg.content, str):
             return ToolResultBlock(tool_use_id=tool_use_id, content=msg.content or None)
         blocks: list[ToolResultContent] = [TextBlock(text=p.text) for p in msg.content if p.text]

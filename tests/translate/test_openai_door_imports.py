@@ -11,6 +11,7 @@ from .test_imports import FORBIDDEN
 DOOR_MODULES = (
     "sidecar.translate.openai_chat_wire",
     "sidecar.translate.openai_chat_tools",
+    "sidecar.translate.openai_chat_params",
     "sidecar.translate.openai_chat_to_anthropic",
     "sidecar.translate.anthropic_to_openai_chat",
     "sidecar.translate.openai_errors",
