@@ -165,6 +165,8 @@ def to_anthropic_request(
     conv.messages(wire)
     tools = tools_for(wire, notes)
     tool_choice, tools = tool_choice_for(wire, tools, notes)
+    if not tools:
+        tool_choice = None  # Anthropic refuses a choice without tools; it means nothing
     system = conv.system
     output_format: Json | None = None
     if isinstance(wire.response_format, ResponseFormatJsonSchema):
@@ -189,7 +191,7 @@ def to_anthropic_request(
         max_tokens=max_tokens,
         system=system_value(system),
         tools=tools or None,
-        tool_choice=tool_choice if tools else None,
+        tool_choice=tool_choice,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
