@@ -354,8 +354,10 @@ class _Converter:
         blocks: list[RequestBlock] = [TextBlock(text=t) for t in texts if t]
         for j, call in enumerate(msg.tool_calls or ()):
             cpath = f"{path}.tool_calls[{j}]"
-            if call.type != "function" or call.function is None:
+            if call.type != "function":
                 raise _invalid(f"{cpath}.type", f"{call.type!r} tool calls cannot be sent")
+            if call.function is None:
+                raise _invalid(f"{cpath}.function", "required for a function tool call")
             self._call_ids.add(safe_tool_id(call.id))
             blocks.append(
                 ToolUseBlock(
