@@ -35,10 +35,20 @@ LAYERS = [
         ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
         id="backends-below-the-engine",
     ),
-    pytest.param(
-        "sidecar.http_api.app",
-        ("grpc", "httpx", "sidecar.config", "sidecar.grpc_api", *CONCRETE_BACKENDS),
-        id="http-surface-never-calls-a-backend",
+    *(
+        pytest.param(
+            f"sidecar.http_api.{door}",
+            (
+                "grpc",
+                "httpx",
+                "sidecar.config",
+                "sidecar.grpc_api",
+                "sidecar.engine.engine",  # the doors know the engine's protocol only
+                *CONCRETE_BACKENDS,
+            ),
+            id=f"http-{door}-never-calls-a-backend",
+        )
+        for door in ("asgi", "anthropic_door", "ops")
     ),
     pytest.param(
         "sidecar.grpc_api.server",
