@@ -139,7 +139,7 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"{source}: backends: at least one backend is required")
     # Converted one by one so that an error names the entry (msgspec says `[...]` for dict keys).
     backends = {
-        name: _backend(doc, f"{source}: backends.{name}") for name, doc in raw.backends.items()
+        name: _backend(doc, f"{source}: backends.{name}", env) for name, doc in raw.backends.items()
     }
 
     chains: dict[str, Chain] = {}
@@ -208,7 +208,7 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
     )
 
 
-def _backend(doc: dict[str, Any], where: str) -> BackendSettings:
+def _backend(doc: dict[str, Any], where: str, environ: Mapping[str, str]) -> BackendSettings:
     """One backend's settings, checked: the kind exists, then its own keys and files."""
     kind = doc.get("kind")
     if kind not in KINDS:
@@ -216,6 +216,11 @@ def _backend(doc: dict[str, Any], where: str) -> BackendSettings:
     backend: BackendSettings = _convert(doc, BackendSettings, where)
     if backend.requires_base_url and not getattr(backend, "base_url", ""):
         raise ConfigError(f"{where}.base_url: required for kind {kind}")
+    # A kind whose credentials come from the pod's environment says what is missing, here.
+    check = getattr(backend, "check_environment", None)
+    problem = check(environ) if check is not None else None
+    if problem:
+        raise ConfigError(f"{where}.{problem}")
     if isinstance(backend, HttpSettings):
         for key in ("ca_file", "client_cert", "client_key"):
             file = getattr(backend, key)
