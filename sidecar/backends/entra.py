@@ -18,10 +18,11 @@ file's content::
 used until its refresh time (Entra's ``refresh_in`` when it sends one, else half its life, at
 most five minutes before expiry — azure-identity's margin). From then on the first caller starts
 one refresh in the background and every caller keeps the still-valid token meanwhile, so a
-refresh never delays or fails a request; only when no valid token is left do callers wait, for
-that same single refresh. A refresh that fails while the token is still valid is logged and
-tried again five seconds later. The file is read again for every refresh (off the event loop: a
-thread), because the kubelet rotates it. The clock is injectable, for tests.
+refresh never delays or fails a request; only when no valid token is left (its last tenth of
+life, at most 30 s, counts as gone) do callers wait, for that same single refresh. A refresh
+that fails while the token is still valid is logged and tried again five seconds later. The
+file is read again for every refresh (off the event loop: a thread), because the kubelet
+rotates it. The clock is injectable, for tests.
 
 Failures (the file unreadable, Entra unreachable or refusing) are ``UpstreamError``s of kind
 ``CONNECT`` — nothing was sent to Azure OpenAI, so the engine moves on to the next target — with
@@ -49,6 +50,9 @@ PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_MARGIN = 300.0  # refresh at the latest this many seconds before expiry
 RETRY_AFTER_FAILURE = 5.0  # a failed refresh is tried again this much later
+# A token is not sent in its last moments (at most 30 s, a tenth of its life): it must still be
+# valid when Azure OpenAI reads it, after the request's own journey.
+MAX_SKEW = 30.0
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -152,7 +156,7 @@ class WorkloadIdentityTokens:
         if isinstance(refresh_in, (int, float)) and 0 < refresh_in < lifetime:
             refresh = float(refresh_in)
         self._token = token
-        self._expires_at = started + lifetime
+        self._expires_at = started + lifetime - min(MAX_SKEW, lifetime / 10)
         self._refresh_at = started + refresh
 
     def _refused(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

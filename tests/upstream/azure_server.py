@@ -128,7 +128,7 @@ def rate_limited(retry_after_ms: int, **extra: Any) -> Behaviour:
 
 def mint_token(secret: str, lifetime: float, now: float | None = None) -> str:
     """An access token the fake accepts until ``now + lifetime`` (opaque to clients)."""
-    expires = int((time.time() if now is None else now) + lifetime)
+    expires = int(((time.time() if now is None else now) + lifetime) * 1000)  # milliseconds
     payload = f"{expires}.{secrets.token_hex(6)}"
     return f"fake-entra.{payload}.{_sign(secret, payload)}"
 
@@ -140,7 +140,7 @@ def token_valid(secret: str, token: str, now: float | None = None) -> bool:
     payload = f"{parts[1]}.{parts[2]}"
     if not hmac.compare_digest(parts[3], _sign(secret, payload)):
         return False
-    return int(parts[1]) > (time.time() if now is None else now)
+    return int(parts[1]) > (time.time() if now is None else now) * 1000
 
 
 def _sign(secret: str, payload: str) -> str:
