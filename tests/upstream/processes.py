@@ -33,7 +33,7 @@ from tests.upstream.client import UpstreamControl
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 STOP_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 20.0
-ENV_PREFIXES_REMOVED = ("OPENAI_", "ANTHROPIC_", "ANYLLM_")
+ENV_PREFIXES_REMOVED = ("OPENAI_", "ANTHROPIC_", "ANYLLM_", "AZURE_")
 ENV_NAMES_REMOVED = ("BIG_MODEL", "SMALL_MODEL")
 
 T = TypeVar("T")
