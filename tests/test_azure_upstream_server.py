@@ -3,12 +3,14 @@
 openai's ``AzureOpenAI`` (deployments URLs, ``api-version``, ``api-key`` or an Entra token) and
 its ``OpenAI`` client on the v1 URL (as Microsoft documents it for the v1 API) create and stream
 against it; if they could not, the fake would be wrong. Its Entra token endpoint is driven with
-the form azure-identity's ``WorkloadIdentityCredential`` posts.
+azure-identity's own ``WorkloadIdentityCredential`` (over HTTPS, which MSAL insists on).
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -238,3 +240,53 @@ def test_entra_token_follows_the_rotated_file_and_expires(
         deployments_client(
             azure, azure_ad_token=fakes.token_file.read_text().strip()
         ).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    """A CA and a certificate for 127.0.0.1 it signed (made with the openssl command line)."""
+    d = tmp_path_factory.mktemp("pki")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ca",
+            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", "san.ext",
+            "-out", "server.pem")  # fmt: skip
+    return str(d / "server.pem"), str(d / "server.key"), str(d / "ca.pem")
+
+
+def test_azure_identity_gets_a_token_the_fake_azure_accepts(
+    azure: UpstreamProcess,
+    fakes: AzureFakes,
+    pki: tuple[str, str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from azure.identity import WorkloadIdentityCredential
+
+    entra = fakes.start("entra-https", tls=pki)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki[2])  # azure-core's requests transport
+    credential = WorkloadIdentityCredential(
+        tenant_id=fakes.tenant,
+        client_id=fakes.client_id,
+        token_file_path=str(fakes.token_file),
+        authority=entra.base_url,
+        disable_instance_discovery=True,  # nothing but the fake is asked
+    )
+    try:
+        token = credential.get_token(SCOPE)
+    finally:
+        credential.close()
+    assert token.token.startswith("fake-entra.")
+    (exchange,) = [e for e in entra.control.log() if e["path"].endswith("/token")]
+    assert exchange["assertion_matched"] is True
+    assert exchange["form"]["client_id"] == fakes.client_id
+    client = deployments_client(azure, azure_ad_token=token.token)
+    answer = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert answer.choices[0].message.content == "echo: hello azure"

@@ -38,7 +38,7 @@ class AzureFakes:
     def rotate_token_file(self) -> str:
         """Write a new service-account token (a JWT-shaped string) and return it."""
         token = "eyJhbGciOiJSUzI1NiJ9." + secrets.token_urlsafe(24) + "." + secrets.token_urlsafe(8)
-        self.token_file.write_text(token + "\n", encoding="utf-8")
+        self.token_file.write_text(token, encoding="utf-8")  # no newline, as the kubelet writes it
         return token
 
     def start(
@@ -48,6 +48,7 @@ class AzureFakes:
         deployments: tuple[str, ...] = (),
         token_lifetime: float = 3600.0,
         api_key: str | None = None,
+        tls: tuple[str, str, str] | None = None,  # certificate, key, CA: serve HTTPS
     ) -> UpstreamProcess:
         args = [
             "--api-key",
@@ -70,6 +71,7 @@ class AzureFakes:
             name=name,
             module="tests.upstream.azure_server",
             extra_args=args,
+            tls=tls,
         )
         self.started.append(process)
         return process

@@ -27,6 +27,8 @@ Behaviours without ``path`` apply to both Azure paths (as to ``/v1/chat/completi
 
 Microsoft Entra ID
 ------------------
+``GET /{tenant}/v2.0/.well-known/openid-configuration``: where the token endpoint is (MSAL,
+and so azure-identity, reads it first; they insist on https: ``--tls-cert`` / ``--tls-key``).
 ``POST /{tenant}/oauth2/v2.0/token`` (form): the client-credentials grant of workload identity.
 It checks the tenant (``--tenant``), ``client_id`` (``--client-id``), the scope
 (``https://cognitiveservices.azure.com/.default``), ``client_assertion_type`` (jwt-bearer) and
@@ -57,6 +59,7 @@ from tests.upstream.server import Behaviour, Connection, Request, Upstream, _dum
 DEPLOYMENTS_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 V1_PATH = "/openai/v1/chat/completions"
 TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/v2\.0/token$")
+DISCOVERY_PATH = re.compile(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$")
 SCOPE = "https://cognitiveservices.azure.com/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 API_VERSIONS = ("2024-10-21", "2024-06-01", "2025-04-01-preview")
@@ -184,6 +187,7 @@ class AzureUpstream(Upstream):
         self.client_id = client_id
         self.federated_token_file = federated_token_file
         self.token_lifetime = token_lifetime
+        self.scheme = "http"  # https when served with a certificate
 
     @staticmethod
     def _generation(path: str) -> bool:
@@ -208,6 +212,12 @@ class AzureUpstream(Upstream):
                 return await super()._answer(conn, request, entry, b)
             status, body = self._token(token.group(1), request, entry)
             await self._send_json(conn, status, body, entry=entry)
+            return True
+        discovery = DISCOVERY_PATH.match(request.path)
+        if discovery is not None and request.method == "GET":
+            await self._send_json(
+                conn, 200, self._discovery(discovery.group(1), request), entry=entry
+            )
             return True
         problem = self._check(request, entry)
         if problem is not None:
@@ -297,6 +307,20 @@ class AzureUpstream(Upstream):
 
     # -- Microsoft Entra ID
 
+    def _discovery(self, tenant: str, request: Request) -> dict[str, Any]:
+        """The tenant's OpenID configuration, which MSAL reads to find the token endpoint."""
+        base = f"{self.scheme}://{request.headers.get('host', '127.0.0.1')}/{tenant}"
+        return {
+            "issuer": f"{base}/v2.0",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+            "tenant_region_scope": "NA",
+        }
+
     def _token(self, tenant: str, request: Request, entry: dict[str, Any]) -> tuple[int, Any]:
         form = {k: v[0] for k, v in parse_qs(request.raw_body.decode("utf-8", "replace")).items()}
         expected = ""
@@ -371,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-id", default="")
     parser.add_argument("--federated-token-file", default="")
     parser.add_argument("--token-lifetime", type=float, default=3600.0)
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="... and this key (PEM)")
     args = parser.parse_args(argv)
     upstream = AzureUpstream(
         quiet=args.quiet,
@@ -383,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         federated_token_file=args.federated_token_file,
         token_lifetime=args.token_lifetime,
     )
-    asyncio.run(serve(args.port, args.max_seconds, args.quiet, upstream=upstream))
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    upstream.scheme = "https" if tls else "http"
+    asyncio.run(serve(args.port, args.max_seconds, args.quiet, tls, upstream=upstream))
     return 0
 
 
