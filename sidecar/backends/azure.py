@@ -15,7 +15,8 @@ auth
     ``api_key`` → an ``api-key`` header on the pooled session; ``azure_ad_token`` → a static
     ``Authorization: Bearer``; ``auth: workload_identity`` → a bearer token from
     ``entra.WorkloadIdentityTokens``, asked for per request (``_headers``) and refreshed there
-    before it expires without holding requests up.
+    before it expires without holding requests up; a 401 drops it, so the next request
+    exchanges the federated token again.
 ``to_error``
     ``translate.upstream_errors.error_from_azure``: the content-filter 400 says that the
     content filter refused the request (a 400: the chain stops), ``retry-after-ms`` /
@@ -35,6 +36,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from sidecar.errors import UpstreamError
 from sidecar.model import Call
 from sidecar.translate.upstream_errors import error_from_azure
 
@@ -69,6 +71,7 @@ class AzureBackend(OpenAIBackend):
             def setting(key: str) -> str:
                 return str(getattr(config, key) or env.get(WORKLOAD_IDENTITY_ENV[key], ""))
 
+            self.to_error = self._error_dropping_token
             self._tokens = WorkloadIdentityTokens(
                 name,
                 authority=setting("authority_host"),
@@ -94,6 +97,13 @@ class AzureBackend(OpenAIBackend):
             deployment = quote(model, safe="")
             return f"/openai/deployments/{deployment}/chat/completions{self._query}"
         return "/openai/v1/chat/completions"
+
+    def _error_dropping_token(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> UpstreamError:
+        if status == 401 and self._tokens is not None:
+            self._tokens.invalidate()  # revoked or expired early: exchange again next time
+        return error_from_azure(status, body, headers)
 
     async def _headers(self, call: Call) -> dict[str, str]:
         headers = {"x-request-id": call.request_id}

@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 
@@ -45,26 +45,14 @@ from sidecar.errors import FailureKind, UpstreamError
 from sidecar.logs import log
 
 from .http import UpstreamSession
+from .settings import authority_url
 
-PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_MARGIN = 300.0  # refresh at the latest this many seconds before expiry
 RETRY_AFTER_FAILURE = 5.0  # a failed refresh is tried again this much later
 # A token is not sent in its last moments (at most 30 s, a tenth of its life): it must still be
 # valid when Azure OpenAI reads it, after the request's own journey.
 MAX_SKEW = 30.0
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def authority_url(authority: str) -> str:
-    """``AZURE_AUTHORITY_HOST`` as a base URL: https, or http for a loopback test endpoint."""
-    authority = (authority or PUBLIC_AUTHORITY).rstrip("/")
-    if "://" not in authority:
-        authority = "https://" + authority
-    parts = urlsplit(authority)
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
-        raise ValueError(f"the Entra authority must be an https URL, got {authority!r}")
-    return authority
 
 
 class WorkloadIdentityTokens:
@@ -170,6 +158,10 @@ class WorkloadIdentityTokens:
         return UpstreamError(
             f"{self._backend}: {message}", kind=FailureKind.CONNECT, backend=self._backend
         )
+
+    def invalidate(self) -> None:
+        """Azure OpenAI refused the token: the next request exchanges the file again."""
+        self._refresh_at = self._expires_at = 0.0
 
     async def aclose(self) -> None:
         if self._refreshing is not None:

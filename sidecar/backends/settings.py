@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -105,6 +106,10 @@ class AzureSettings(OpenAISettings, frozen=True, tag="azure", tag_field="kind"):
         for key, var in WORKLOAD_IDENTITY_ENV.items():
             if key != "authority_host" and not (getattr(self, key) or environ.get(var)):
                 return f"{key}: auth: workload_identity needs it, or {var} in the environment"
+        try:
+            authority_url(self.authority_host or environ.get("AZURE_AUTHORITY_HOST", ""))
+        except ValueError as exc:
+            return f"authority_host: {exc}"
         return None
 
 
@@ -115,6 +120,21 @@ WORKLOAD_IDENTITY_ENV = {
     "authority_host": "AZURE_AUTHORITY_HOST",
     "federated_token_file": "AZURE_FEDERATED_TOKEN_FILE",
 }
+
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def authority_url(authority: str) -> str:
+    """``AZURE_AUTHORITY_HOST`` as a base URL: https, or http for a loopback test endpoint."""
+    authority = (authority or PUBLIC_AUTHORITY).rstrip("/")
+    if "://" not in authority:
+        authority = "https://" + authority
+    parts = urlsplit(authority)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise ValueError(f"the Entra authority must be an https URL, got {authority!r}")
+    return authority
 
 
 class DemoSettings(

@@ -13,8 +13,8 @@ import pytest
 
 from sidecar.backends import build_backend
 from sidecar.backends.azure import AzureBackend, endpoint_of
-from sidecar.backends.entra import WorkloadIdentityTokens, authority_url
-from sidecar.backends.settings import AzureSettings
+from sidecar.backends.entra import WorkloadIdentityTokens
+from sidecar.backends.settings import AzureSettings, authority_url
 from sidecar.config import ConfigError, build_config
 from sidecar.engine.classify import Verdict, classify
 from sidecar.engine.policy import Policy
@@ -138,6 +138,11 @@ BAD = [
     pytest.param({"auth": "azure_ad_token", "api_key": "k"}, "contradicts", id="wrong-name"),
     pytest.param({"auth": "managed_identity"}, "auth", id="unknown-auth"),
     pytest.param({"api_key": "k", "deployment": "x"}, "deployment", id="unknown-key"),
+    pytest.param(
+        {"auth": "workload_identity", "authority_host": "http://login.example"},
+        "authority_host: the Entra authority must be an https URL",
+        id="plain-http-authority",
+    ),
 ]
 WI_ENV = {
     "AZURE_CLIENT_ID": "c",
@@ -532,3 +537,17 @@ async def test_no_token_is_a_failure_that_moves_on(
     assert info.value.backend == "az"
     assert classify(info.value, Policy()) is Verdict.MOVE_ON
     assert "eyJ" not in info.value.message  # the file's content is never in a message
+
+
+async def test_a_401_drops_the_workload_identity_token(fake: Fake) -> None:
+    b = backend(fake, fake.env(), auth="workload_identity")
+    try:
+        await b.create(call(), "gpt-4o", [], connect_timeout=5)
+        fake.script({"status": 401})
+        with pytest.raises(UpstreamError):
+            await b.create(call(), "gpt-4o", [], connect_timeout=5)
+        await b.create(call(), "gpt-4o", [], connect_timeout=5)
+    finally:
+        await b.aclose()
+    assert [e["status"] for e in fake.chat()] == [200, 401, 200]
+    assert len(fake.tokens()) == 2  # exchanged again after the 401
