@@ -3,8 +3,11 @@
 Every backend whose upstream answers in Anthropic's shapes reads them here, so that they all
 relay the same way: ``read_message`` for a whole answer, ``AnthropicEventReader`` for a stream
 (fed one event at a time, whatever the framing around it: SSE for Anthropic and Vertex, AWS
-event-stream chunks for Bedrock). An ``error`` event is raised as a ``STREAM_ERROR``; event
-types this sidecar does not know are skipped; after ``message_stop`` the reader is ``stopped``.
+event-stream chunks for Bedrock). Nothing is decoded beyond what the engine reads (``EventView``,
+``MessageView``: types, the commit point, usage, the stop reason), leniently: a stop reason,
+block, delta or event type this sidecar has never heard of is an opaque string, and the bytes
+go to the caller as the upstream sent them. An ``error`` event is raised as a ``STREAM_ERROR``;
+after ``message_stop`` the reader is ``stopped``.
 """
 
 from __future__ import annotations
@@ -13,70 +16,57 @@ import msgspec
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import (
-    ErrorEvent,
-    Message,
-    MessageStop,
-    StreamEvent,
-    event_decoder,
-    message_decoder,
-)
-
-KNOWN_EVENTS = frozenset(
-    {
-        "message_start",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-        "ping",
-        "error",
-    }
+    ErrorView,
+    RawEvent,
+    RawMessage,
+    event_view_decoder,
+    message_view_decoder,
 )
 
 
-def read_message(backend: str, content: bytes) -> Message:
-    """The whole answer in ``content``; an unreadable body is the upstream's failure."""
+def read_message(
+    backend: str, content: bytes, headers: tuple[tuple[str, str], ...] = ()
+) -> RawMessage:
+    """The whole answer in ``content``, to relay as it is. Only what is not an Anthropic
+    message at all (not JSON, not an object of ``type: message``) is the upstream's failure."""
     try:
-        return message_decoder.decode(content)
+        view = message_view_decoder.decode(content)
     except msgspec.DecodeError as exc:
-        raise UpstreamError(
-            f"{backend}: unreadable message: {exc}",
-            kind=FailureKind.INVALID_RESPONSE,
-            backend=backend,
-        ) from None
+        raise _unreadable(backend, f"unreadable message: {exc}") from None
+    if view.type != "message":
+        raise _unreadable(backend, f"expected a message, got type {view.type[:40]!r}")
+    return RawMessage(body=content, view=view, headers=headers)
 
 
 class AnthropicEventReader:
     """Sans-IO: one Anthropic stream event in (its name when the framing carries one, and its
-    JSON), the event to pass on out (None when it is skipped)."""
+    JSON), the event to relay out. ``headers`` go out with the first event."""
 
-    __slots__ = ("_backend", "stopped")
+    __slots__ = ("_backend", "_headers", "stopped")
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         self._backend = backend
+        self._headers = headers
         self.stopped = False
 
-    def feed(self, name: str | None, data: str | bytes) -> StreamEvent | None:
-        if name is not None and name not in KNOWN_EVENTS:
-            return None
+    def feed(self, name: str | None, data: str | bytes) -> RawEvent:
+        raw = data.encode() if isinstance(data, str) else data
         try:
-            event = event_decoder.decode(data)
+            view = event_view_decoder.decode(raw)
         except msgspec.DecodeError as exc:
+            raise _unreadable(self._backend, f"unreadable stream event: {exc}") from None
+        if view.type == "error":
+            error = view.error or ErrorView()
             raise UpstreamError(
-                f"{self._backend}: unreadable stream event: {exc}",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self._backend,
-            ) from None
-        if isinstance(event, ErrorEvent):
-            raise UpstreamError(
-                f"{self._backend}: {event.error.message}",
+                f"{self._backend}: {error.message}",
                 kind=FailureKind.STREAM_ERROR,
                 backend=self._backend,
-                error_type=event.error.type,
+                error_type=error.type,
             )
-        if isinstance(event, MessageStop):
+        if view.type == "message_stop":
             self.stopped = True
+        event = RawEvent(type=name or view.type, data=raw, view=view, headers=self._headers)
+        self._headers = ()
         return event
 
     def incomplete(self) -> UpstreamError:
@@ -86,3 +76,7 @@ class AnthropicEventReader:
             kind=FailureKind.INCOMPLETE,
             backend=self._backend,
         )
+
+
+def _unreadable(backend: str, what: str) -> UpstreamError:
+    return UpstreamError(f"{backend}: {what}", kind=FailureKind.INVALID_RESPONSE, backend=backend)

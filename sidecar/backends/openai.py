@@ -19,7 +19,8 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
-from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.errors import InvalidRequestError
+from sidecar.model import Call, CountCall, Message, StreamItem, TokenCount
 from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
 from sidecar.translate.openai_stream import OpenAIStreamTranslator
@@ -63,14 +64,23 @@ class OpenAIBackend:
         return {"x-request-id": call.request_id}
 
     def _body(self, call: Call, model: str, *, stream: bool, notes: list[str]) -> bytes:
-        body = to_openai_request(
-            call.request, model, stream=stream, options=self._options, notes=notes
-        )
+        try:
+            body = orjson.dumps(
+                to_openai_request(
+                    call.request, model, stream=stream, options=self._options, notes=notes
+                )
+            )
+        except TypeError as exc:  # orjson's JSONEncodeError is one: an int past 64 bits...
+            # The caller's values, not ours: a 400 before anything is sent.
+            raise InvalidRequestError(
+                f"the request cannot be sent to {self.name} (an OpenAI-compatible upstream): "
+                f"{exc} (integers must fit in 64 bits)"
+            ) from None
         if call.raw_body is not None:
             # Fields this sidecar does not model reach an Anthropic upstream; here they are lost.
             notes += [f"field:{name}" for name in unknown_fields(call.raw_body)]
-        notes += [f"block:{kind}" for kind in call.unmodelled_blocks]
-        return orjson.dumps(body)
+        notes += call.unmodelled
+        return body
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
@@ -90,7 +100,7 @@ class OpenAIBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[list[StreamEvent], None]:
+    ) -> AsyncGenerator[list[StreamItem], None]:
         body = self._body(call, model, stream=True, notes=notes)
         translator = OpenAIStreamTranslator(
             message_id=new_message_id(),
@@ -109,11 +119,11 @@ class OpenAIBackend:
         try:
             async for batch in frames:
                 if batch is None:
-                    last = translator.finish()
+                    last: list[StreamItem] = [*translator.finish()]
                     if last:
                         yield last
                     return
-                events: list[StreamEvent] = []
+                events: list[StreamItem] = []
                 for frame in batch:
                     events += translator.feed(frame.data)
                 if events:
@@ -121,8 +131,8 @@ class OpenAIBackend:
         finally:
             await frames.aclose()
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        return TokenCount(input_tokens=estimate_input_tokens(request), estimated=True)
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        return TokenCount(input_tokens=estimate_input_tokens(call.request), estimated=True)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -37,7 +37,6 @@ from typing import Any
 
 import orjson
 
-from sidecar.errors import InvalidRequestError
 from sidecar.model import (
     Base64Source,
     ContentSource,
@@ -63,8 +62,9 @@ from sidecar.model import (
 
 __all__ = ["OpenAIOptions", "reasoning_effort_for", "safe_tool_id", "to_openai_request"]
 
-# Anthropic's output_config.effort → OpenAI's reasoning_effort.
-_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+# Anthropic's output_config.effort → OpenAI's reasoning_effort: the same names today. A level
+# not here goes as "medium", named in the degradation list.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
 
 Json = dict[str, Any]
 
@@ -132,9 +132,15 @@ def to_openai_request(
     body["max_completion_tokens" if options.use_max_completion_tokens else "max_tokens"] = (
         req.max_tokens
     )
-    tools = [conv.tool(i, tool) for i, tool in enumerate(req.tools or ()) if not tool.defer_loading]
-    if req.tools and len(tools) < len(req.tools):
-        _note(notes, "tools.defer_loading")  # placeholders the client would load later
+    tools = []
+    for tool in req.tools or ():
+        if tool.defer_loading:
+            _note(notes, "tools.defer_loading")  # placeholders the client would load later
+        elif tool.type not in _CLIENT_TOOL_TYPES:
+            # A server tool runs at Anthropic; an OpenAI-compatible upstream cannot run it.
+            _note(notes, f"tool:{tool.type}")
+        else:
+            tools.append(conv.tool(tool))
     if tools:
         body["tools"] = tools
         _tool_choice(req, body)
@@ -155,14 +161,38 @@ def to_openai_request(
         _note(notes, "thinking")
         effort = req.output_config.effort if req.output_config is not None else None
         if options.reasoning_effort and effort is not None:
-            body["reasoning_effort"] = _EFFORT.get(effort, "medium")
+            body["reasoning_effort"] = _effort(effort, notes)
+        elif effort is not None:
+            _note(notes, "output_config.effort")
     elif req.output_config is not None and req.output_config.effort is not None:
         _note(notes, "output_config.effort")
+    if req.output_config is not None and req.output_config.format is not None:
+        body["response_format"] = _response_format(req.output_config.format, notes)
     if stream:
         body["stream"] = True
         if options.stream_usage:
             body["stream_options"] = {"include_usage": True}
     return body
+
+
+def _effort(effort: str, notes: list[str]) -> str:
+    mapped = _EFFORT.get(effort)
+    if mapped is None:
+        _note(notes, f"output_config.effort:{effort}(as_medium)")
+        return "medium"
+    return mapped
+
+
+def _response_format(fmt: dict[str, Any], notes: list[str]) -> Json:
+    """Structured outputs: Anthropic's ``{type: json_schema, schema}`` as OpenAI's
+    ``{type: json_schema, json_schema: {name, schema, strict}}``."""
+    if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
+        }
+    _note(notes, f"output_config.format:{fmt.get('type')}(as_json_object)")
+    return {"type": "json_object"}
 
 
 def _note(notes: list[str], name: str) -> None:
@@ -401,12 +431,7 @@ class _Converter:
 
     # ------------------------------------------------------------------ tools
 
-    def tool(self, i: int, tool: Tool) -> Json:
-        if tool.type not in _CLIENT_TOOL_TYPES:
-            raise InvalidRequestError(
-                f"tools[{i}]: server tool {tool.type!r} is not supported by this backend",
-                field=f"tools[{i}]",
-            )
+    def tool(self, tool: Tool) -> Json:
         if tool.cache_control is not None:
             self.note("cache_control")
         function: Json = {"name": tool.name}
@@ -417,4 +442,6 @@ class _Converter:
             if tool.input_schema is not None
             else {"type": "object", "properties": {}}
         )
+        if tool.strict is not None:
+            function["strict"] = tool.strict
         return {"type": "function", "function": function}
