@@ -1,19 +1,16 @@
 """The Azure OpenAI backend in-process: its config, the URLs of both API styles, the headers of
-each auth mode, Azure's answers and errors, and the workload identity token source — against
-the fake Azure upstream (``tests.upstream.azure_server``) served on the test's own event loop."""
+each auth mode, Azure's answers and errors — against the fake Azure upstream
+(``tests.upstream.azure_server``) served on the test's own event loop (the token source itself:
+``test_entra.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sidecar.backends import build_backend
 from sidecar.backends.azure import AzureBackend, endpoint_of
-from sidecar.backends.entra import WorkloadIdentityTokens
 from sidecar.backends.settings import AzureSettings, authority_url
 from sidecar.config import ConfigError, build_config
 from sidecar.engine.classify import Verdict, classify
@@ -30,60 +27,10 @@ from sidecar.model import (
     StreamEvent,
     TextDelta,
 )
-from tests.upstream.azure_server import AzureUpstream, content_filter_400, mint_token, rate_limited
+from tests.backends.azure_fake import KEY, SECRET, Fake, fake
+from tests.upstream.azure_server import content_filter_400, mint_token, rate_limited
 
-KEY = "azure-key-SECRET-0006"
-SECRET = "token-secret"
-TENANT = "tenant-1"
-CLIENT = "client-1"
-
-
-class Fake:
-    def __init__(self, upstream: AzureUpstream, url: str, token_file: Path) -> None:
-        self.upstream = upstream
-        self.url = url
-        self.token_file = token_file
-
-    def script(self, *behaviours: dict[str, Any]) -> None:
-        for b in behaviours:
-            self.upstream.queue.append({**b, "_left": b.get("times", 1)})
-
-    def chat(self) -> list[dict[str, Any]]:
-        return [e for e in self.upstream.entries if "chat/completions" in e["path"]]
-
-    def tokens(self) -> list[dict[str, Any]]:
-        return [e for e in self.upstream.entries if e["path"].endswith("/token")]
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AZURE_CLIENT_ID": CLIENT,
-            "AZURE_TENANT_ID": TENANT,
-            "AZURE_AUTHORITY_HOST": self.url,
-            "AZURE_FEDERATED_TOKEN_FILE": str(self.token_file),
-        }
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    token_file = tmp_path / "sa-token"
-    token_file.write_text("eyJ.service-account.token\n")
-    upstream = AzureUpstream(
-        quiet=True,
-        api_key=KEY,
-        token_secret=SECRET,
-        tenant=TENANT,
-        client_id=CLIENT,
-        federated_token_file=str(token_file),
-        token_lifetime=3600,
-    )
-    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield Fake(upstream, f"http://127.0.0.1:{port}", token_file)
-    server.close()
-    for task in list(upstream.tasks):
-        task.cancel()
-    await asyncio.gather(*upstream.tasks, return_exceptions=True)
-    await server.wait_closed()
+__all__ = ["fake"]  # the fixture
 
 
 def call(text: str = "hello azure") -> Call:
@@ -433,110 +380,6 @@ async def test_error_mapping(
     assert error.retry_after == wait
     assert classify(error, Policy()) is verdict
     assert KEY not in error.message and SECRET not in error.message
-
-
-# --------------------------------------------------------------------------- workload identity
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def settled(source: WorkloadIdentityTokens) -> None:
-    """Wait (bounded, not measured) until no refresh is in flight."""
-    for _ in range(500):
-        if source._refreshing is None:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the refresh never finished")
-
-
-def tokens(fake: Fake, clock: Clock, **overrides: Any) -> WorkloadIdentityTokens:
-    args: dict[str, Any] = {
-        "authority": fake.url,
-        "tenant_id": TENANT,
-        "client_id": CLIENT,
-        "token_file": str(fake.token_file),
-        "scope": "https://cognitiveservices.azure.com/.default",
-        "clock": clock,
-    }
-    return WorkloadIdentityTokens("az", **{**args, **overrides})
-
-
-async def test_token_is_reused_then_refreshed_in_the_background(fake: Fake) -> None:
-    clock = Clock()
-    source = tokens(fake, clock)
-    try:
-        first = await asyncio.gather(*(source.token() for _ in range(5)))
-        assert len(set(first)) == 1 and source.refreshes == 1  # one exchange for all callers
-        clock.now += 3600 - 299  # inside the five-minute margin: still valid
-        assert await source.token() == first[0]  # answered at once with the valid token ...
-        assert await source.token() == first[0]
-        await settled(source)
-        assert source.refreshes == 2  # ... while one refresh ran behind it
-        assert await source.token() != first[0]
-    finally:
-        await source.aclose()
-
-
-async def test_the_file_is_read_again_for_every_refresh(fake: Fake) -> None:
-    clock = Clock()
-    source = tokens(fake, clock)
-    try:
-        await source.token()
-        fake.token_file.write_text("eyJ.rotated.by-the-kubelet\n")
-        clock.now += 7200  # expired: the caller waits for the refresh
-        await source.token()
-    finally:
-        await source.aclose()
-    assert [t["assertion_matched"] for t in fake.tokens()] == [True, True]
-
-
-async def test_a_failed_refresh_keeps_the_valid_token_and_tries_later(fake: Fake) -> None:
-    clock = Clock()
-    source = tokens(fake, clock)
-    try:
-        token = await source.token()
-        fake.script({"path": f"/{TENANT}/oauth2/v2.0/token", "status": 503})
-        clock.now += 3400
-        assert await source.token() == token
-        await settled(source)
-        assert await source.token() == token  # no new attempt on every request ...
-        assert source.refreshes == 2
-        clock.now += 6  # ... but a few seconds later
-        assert await source.token() == token
-        await settled(source)
-        assert source.refreshes == 3
-        assert await source.token() != token
-    finally:
-        await source.aclose()
-
-
-REFUSED = [
-    pytest.param({"client_id": "someone-else"}, "unauthorized_client", id="entra-refuses"),
-    pytest.param({"token_file": "/nonexistent/token"}, "cannot read the federated", id="no-file"),
-    pytest.param({"authority": "http://127.0.0.1:9"}, "connection failed", id="unreachable"),
-]
-
-
-@pytest.mark.parametrize(("overrides", "says"), REFUSED)
-async def test_no_token_is_a_failure_that_moves_on(
-    fake: Fake, overrides: dict[str, Any], says: str
-) -> None:
-    source = tokens(fake, Clock(), **overrides)
-    try:
-        with pytest.raises(UpstreamError) as info:
-            await source.token()
-    finally:
-        await source.aclose()
-    assert says in info.value.message
-    assert info.value.backend == "az"
-    assert classify(info.value, Policy()) is Verdict.MOVE_ON
-    assert "eyJ" not in info.value.message  # the file's content is never in a message
 
 
 async def test_a_401_drops_the_workload_identity_token(fake: Fake) -> None:
