@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SURFACES = ("sidecar.http_api", "sidecar.grpc_api")
 CONCRETE_BACKENDS = (
     "sidecar.backends.openai",
+    "sidecar.backends.azure",
     "sidecar.backends.anthropic",
     "sidecar.backends.http",
 )
@@ -34,6 +35,11 @@ LAYERS = [
         "sidecar.backends.openai",
         ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
         id="backends-below-the-engine",
+    ),
+    pytest.param(
+        "sidecar.backends.azure",
+        ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
+        id="azure-below-the-engine",
     ),
     *(
         pytest.param(
