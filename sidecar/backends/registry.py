@@ -17,6 +17,7 @@ from .base import Backend
 KINDS: dict[str, str] = {
     "openai": "openai:OpenAIBackend",
     "anthropic": "anthropic:AnthropicBackend",
+    "bedrock": "bedrock:BedrockBackend",
     "demo": "demo:DemoBackend",
 }
 
