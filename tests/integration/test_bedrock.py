@@ -34,7 +34,7 @@ FIRST_PATH = (
 SECOND = "global.anthropic.claude-second-v1:0"
 
 
-def bedrock_config(url: str, **policy: Any) -> dict[str, Any]:
+def bedrock_config(url: str, anthropic_url: str, **policy: Any) -> dict[str, Any]:
     backend = {"kind": "bedrock", "region": REGION, "base_url": url}
     return {
         "server": {"http": "127.0.0.1:0", "grpc": "127.0.0.1:0", "grace": 5},
@@ -47,9 +47,15 @@ def bedrock_config(url: str, **policy: Any) -> dict[str, Any]:
                 "aws_access_key_id": ACCESS_KEY,
                 "aws_secret_access_key": "env:WRONG_SECRET",
             },
+            "anthropic": {"kind": "anthropic", "base_url": anthropic_url, "api_key": "sk-ant-x"},
         },
         "chains": {
             "default": [
+                {"backend": "first", "model": FIRST},
+                {"backend": "second", "model": SECOND},
+            ],
+            "cross": [
+                {"backend": "anthropic", "model": "claude-sonnet-4-5"},
                 {"backend": "first", "model": FIRST},
                 {"backend": "second", "model": SECOND},
             ],
@@ -71,6 +77,7 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BedrockFake]:
 @pytest.fixture(scope="module")
 def sidecar(
     fake: BedrockFake,
+    module_upstream: Any,
     module_sidecar_factory: Callable[..., Any],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Any:
@@ -80,7 +87,9 @@ def sidecar(
         AWS_SECRET_ACCESS_KEY=SECRET_KEY,
         WRONG_SECRET="not-the-secret",
     )
-    config = bedrock_config(fake.base_url, breaker={"failures": 1000, "cooldown": 1})
+    config = bedrock_config(
+        fake.base_url, module_upstream.base_url, breaker={"failures": 1000, "cooldown": 1}
+    )
     return module_sidecar_factory(config, env=env)
 
 
@@ -325,6 +334,45 @@ def test_wrong_secret_is_refused_by_signature_and_moves_on(
     logs = "\n".join(sidecar.log_lines())
     assert "upstream_auth_failed" in logs
     assert "not-the-secret" not in logs
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+@pytest.mark.parametrize("surface", ["http", "grpc"])
+def test_anthropic_503_then_bedrock_throttled_then_bedrock_answers(
+    sidecar: Any, stub: Any, bedrock: BedrockFake, upstream: Any, surface: str, stream: bool
+) -> None:
+    upstream.control.script({"status": 503})
+    bedrock.script({"error": "ThrottlingException", "status": 429})
+    chain = {"x-anyllm-chain": "cross"}
+    if surface == "http":
+        sdk = client(sidecar)
+        if stream:
+            with sdk.messages.stream(
+                model="m", max_tokens=50, messages=user("go"), extra_headers=chain
+            ) as events:
+                text = events.get_final_message().content[0].text  # type: ignore[union-attr]
+        else:
+            raw = sdk.messages.with_raw_response.create(
+                model="m", max_tokens=50, messages=user("go"), extra_headers=chain
+            )
+            assert raw.headers["x-anyllm-backend"] == "second"
+            assert raw.headers["x-anyllm-attempts"] == "3"
+            text = raw.parse().content[0].text  # type: ignore[union-attr]
+    elif stream:
+        responses = stub.StreamMessage(grpc_request("go"), metadata=list(chain.items()))
+        text = "".join(
+            e.content_block_delta.text_delta for e in responses if e.HasField("content_block_delta")
+        )
+        assert dict(responses.initial_metadata())["x-anyllm-backend"] == "second"
+    else:
+        message, unary = stub.CreateMessage.with_call(
+            grpc_request("go"), metadata=list(chain.items())
+        )
+        text = message.content[0].text.text
+        assert dict(unary.trailing_metadata())["x-anyllm-backend"] == "second"
+    assert text == "echo: go"
+    assert [e["status"] for e in upstream.control.log()] == [503]
+    assert [(e["model"], e["status"]) for e in bedrock.log()] == [(FIRST, 429), (SECOND, 200)]
 
 
 # --------------------------------------------------------------------------- IRSA
