@@ -16,7 +16,9 @@ event-stream framing (binary frames with a prelude, headers and CRC32 checksums,
 checked by botocore's ``EventStreamBuffer``), each ``chunk`` event a JSON ``{"bytes": base64}``
 (plus ``p``, random padding, dropped) whose bytes are one Anthropic stream event, fed to
 ``AnthropicEventReader`` as the Anthropic backend feeds SSE frames. The Bedrock-only
-``amazon-bedrock-invocationMetrics`` of the last event is removed before it is relayed.
+``amazon-bedrock-invocationMetrics`` of the last event is removed before it is relayed; every
+other event goes to the caller byte for byte (unknown event types included), and frames of an
+event-stream type other than ``chunk`` are skipped.
 Exception frames inside the stream and error responses are mapped in
 ``translate.bedrock_errors``. When AWS refuses the credentials (an expired token, a bad
 signature) the attempt fails as ``FailureKind.AUTH`` (the engine moves on), the credentials are
@@ -43,13 +45,7 @@ from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserEr
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.logs import log
-from sidecar.model import (
-    Call,
-    CountTokensRequest,
-    Message,
-    StreamEvent,
-    TokenCount,
-)
+from sidecar.model import Call, CountCall, RawMessage, StreamItem, TokenCount
 from sidecar.translate.bedrock_errors import error_from_bedrock, error_from_bedrock_frame
 from sidecar.translate.tokens import estimate_input_tokens
 
@@ -60,13 +56,6 @@ from .settings import BedrockSettings
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
 _METRICS = b'"amazon-bedrock-invocationMetrics"'
-
-
-class _Typed(msgspec.Struct):
-    type: str = ""
-
-
-_typed = msgspec.json.Decoder(_Typed)
 
 
 def model_path(model: str, action: str) -> str:
@@ -84,7 +73,7 @@ def bedrock_body(doc: dict[str, Any], version: str, betas: list[str]) -> bytes:
     return orjson.dumps(doc)
 
 
-def _betas(call: Call) -> list[str]:
+def _betas(call: Call | CountCall) -> list[str]:
     for name, value in call.passthrough_headers:
         if name.lower() == "anthropic-beta":
             return [beta.strip() for beta in value.split(",") if beta.strip()]
@@ -183,7 +172,7 @@ class BedrockBackend:
 
     # ------------------------------------------------------------------ requests
 
-    def _body(self, call: Call) -> bytes:
+    def _body(self, call: Call | CountCall) -> bytes:
         if call.raw_body is not None:
             doc = orjson.loads(call.raw_body)
         else:
@@ -222,7 +211,7 @@ class BedrockBackend:
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> Message:
+    ) -> RawMessage:
         path = model_path(model, "invoke")
         body = self._body(call)
         headers, credentials = await self._headers(
@@ -239,7 +228,7 @@ class BedrockBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[list[StreamEvent], None]:
+    ) -> AsyncGenerator[list[StreamItem], None]:
         path = model_path(model, "invoke-with-response-stream")
         body = self._body(call)
         accept = {
@@ -265,16 +254,14 @@ class BedrockBackend:
                     raise reader.incomplete()
                 if reader.stopped:
                     continue  # read to the end of the body so the connection can be reused
-                events: list[StreamEvent] = []
+                events: list[StreamItem] = []
                 for message in batch:
                     data = event_bytes(self.name, message)
                     if data is None:
                         continue
-                    event = reader.feed(_event_name(data), data)
-                    if event is not None:
-                        events.append(event)
-                        if reader.stopped:
-                            break
+                    events.append(reader.feed(None, data))
+                    if reader.stopped:
+                        break
                 if events:
                     yield events
         except UpstreamError as error:
@@ -283,10 +270,12 @@ class BedrockBackend:
         finally:
             await frames.aclose()
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        doc = msgspec.to_builtins(request)
-        doc.setdefault("max_tokens", 1)  # InvokeModel's body needs it; it does not count
-        invoke = bedrock_body(doc, self._version, [])
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        # The caller's own count_tokens body (cache_control, betas... all reach it) made into
+        # an InvokeModel body, which needs max_tokens (it does not count).
+        doc = orjson.loads(self._body(call))
+        doc.setdefault("max_tokens", 1)
+        invoke = orjson.dumps(doc)
         body = orjson.dumps({"input": {"invokeModel": {"body": base64.b64encode(invoke).decode()}}})
         path = model_path(model, "count-tokens")
         headers, credentials = await self._headers(path, body, {"accept": "application/json"})
@@ -298,7 +287,8 @@ class BedrockBackend:
             self._refused(error, credentials)
             if error.error_type == "invalid_request_error":
                 # Bedrock counts only for some models (not inference profiles): estimate.
-                return TokenCount(input_tokens=estimate_input_tokens(request), estimated=True)
+                estimate = estimate_input_tokens(call.request)
+                return TokenCount(input_tokens=estimate, estimated=True)
             raise
         try:
             return TokenCount(input_tokens=int(orjson.loads(content)["inputTokens"]))
@@ -311,11 +301,3 @@ class BedrockBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _event_name(data: bytes) -> str | None:
-    """The event's ``type``, so that the reader skips types it does not know."""
-    try:
-        return _typed.decode(data).type or None
-    except msgspec.DecodeError:
-        return None  # the reader reports the unreadable event

@@ -33,7 +33,7 @@ from sidecar.config import ConfigError, build_config
 from sidecar.engine.classify import Verdict, classify
 from sidecar.engine.policy import Policy
 from sidecar.errors import FailureKind, UpstreamError
-from sidecar.model import Call, CountTokensRequest, MessageStart, MessageStop, request_decoder
+from sidecar.model import Call, CountCall, CountTokensRequest, RawEvent, request_decoder
 from sidecar.translate.bedrock_errors import error_from_bedrock, error_from_bedrock_frame
 from tests.upstream.bedrock_server import answer_events, chunk_frame, exception_frame, frame
 
@@ -236,7 +236,7 @@ async def test_create_signs_exactly_what_it_sends(raw: bool) -> None:
     message = await backend(session).create(
         call(BODY, raw=raw, beta="b1,b2"), ARN, [], connect_timeout=1.0
     )
-    assert message.content[0].text == "yo"  # type: ignore[union-attr]
+    assert message.body == session.content  # relayed byte for byte
     (sent,) = session.sent
     assert sent["path"] == model_path(ARN, "invoke")
     body = orjson.loads(sent["body"])
@@ -404,6 +404,10 @@ def test_exception_frames(name: str, error_type: str) -> None:
 
 # --------------------------------------------------------------------------- event-stream
 
+NOT_JSON = frame(
+    {":event-type": "chunk", ":message-type": "event"},
+    json.dumps({"bytes": base64.b64encode(b"not json").decode()}).encode(),
+)
 EVENTS = answer_events({"messages": [{"role": "user", "content": "hi"}]}, "m", 1, "echo: a b")
 STREAM = b"".join(chunk_frame(event, i) for i, event in enumerate(EVENTS))
 
@@ -453,8 +457,11 @@ async def collect(b: Any, model: str = "m") -> list[Any]:
 async def test_stream_relays_every_event() -> None:
     session = FakeSession(pieces=[STREAM[:50], STREAM[50:]])
     events = await collect(backend(session), ARN)
-    assert isinstance(events[0], MessageStart)
-    assert isinstance(events[-1], MessageStop)
+    assert all(isinstance(e, RawEvent) for e in events)
+    assert [e.type for e in events] == [e["type"] for e in EVENTS]
+    # relayed byte for byte, except the Bedrock-only metrics of the last event
+    assert [e.data for e in events[:-1]] == [json.dumps(e).encode() for e in EVENTS[:-1]]
+    assert json.loads(events[-1].data) == {"type": "message_stop"}
     assert session.sent[0]["path"] == model_path(ARN, "invoke-with-response-stream")
     assert verify(session.sent[0])
 
@@ -467,9 +474,13 @@ async def test_stream_relays_every_event() -> None:
             [chunk_frame(EVENTS[0], 0), exception_frame("throttlingException", "slow")],
             FailureKind.STREAM_ERROR,
         ),
-        ([chunk_frame({"type": "message_start"}, 0)], FailureKind.INVALID_RESPONSE),
+        ([NOT_JSON], FailureKind.INVALID_RESPONSE),
+        (
+            [frame({":event-type": "chunk", ":message-type": "event"}, b"[]")],
+            FailureKind.INVALID_RESPONSE,
+        ),
     ],
-    ids=["ends-early", "exception-frame", "unreadable-event"],
+    ids=["ends-early", "exception-frame", "unreadable-event", "chunk-without-bytes"],
 )
 async def test_stream_failures(pieces: list[bytes], kind: FailureKind) -> None:
     with pytest.raises(UpstreamError) as info:
@@ -501,17 +512,23 @@ async def test_a_refused_token_resolves_the_credentials_again() -> None:
     assert keys[0] != keys[1]
 
 
+def count_call() -> CountCall:
+    doc = {"model": "claude-x", "messages": BODY["messages"], "cache_future": {"x": 1}}
+    raw = json.dumps(doc).encode()
+    request = msgspec.json.decode(raw, type=CountTokensRequest)
+    return CountCall(request=request, request_id="r", raw_body=raw)
+
+
 async def test_count_tokens_uses_bedrock_count_tokens() -> None:
     session = FakeSession(content=b'{"inputTokens": 17}')
-    request = CountTokensRequest(
-        model="claude-x", messages=request_decoder.decode(json.dumps(BODY)).messages
-    )
-    count = await backend(session).count_tokens(request, ARN)
+    count = await backend(session).count_tokens(count_call(), ARN)
     assert (count.input_tokens, count.estimated) == (17, False)
     (sent,) = session.sent
     assert sent["path"] == model_path(ARN, "count-tokens")
     inner = json.loads(base64.b64decode(json.loads(sent["body"])["input"]["invokeModel"]["body"]))
     assert inner["messages"] == BODY["messages"] and "model" not in inner
+    assert inner["cache_future"] == {"x": 1}  # the caller's own body
+    assert inner["anthropic_version"] == "2026-10-21" and inner["max_tokens"] == 1
     assert verify(sent)
 
 
@@ -519,10 +536,7 @@ async def test_count_tokens_estimates_where_bedrock_cannot_count() -> None:
     session = FakeSession(
         error=(400, b'{"message": "not supported"}', {"x-amzn-ErrorType": "ValidationException"})
     )
-    request = CountTokensRequest(
-        model="m", messages=request_decoder.decode(json.dumps(BODY)).messages
-    )
-    count = await backend(session).count_tokens(request, "us.anthropic.x")
+    count = await backend(session).count_tokens(count_call(), "us.anthropic.x")
     assert count.estimated and count.input_tokens > 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import anthropic
 import grpc
+import httpx
 import pytest
 
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
@@ -157,12 +158,21 @@ def test_stream_over_http_with_the_sdk(sidecar: Any, bedrock: BedrockFake) -> No
     assert seen["status"] == 200 and seen["frames_sent"] == 9
 
 
-def test_unknown_frames_and_events_are_skipped(sidecar: Any, bedrock: BedrockFake) -> None:
+def test_unknown_frames_are_skipped_and_unknown_events_relayed(
+    sidecar: Any, stub: Any, bedrock: BedrockFake
+) -> None:
     extra = {"type": "some_future_event", "data": 1}
-    bedrock.script({"other_frames": True, "extra_events": [extra]})
+    bedrock.script({"other_frames": True, "extra_events": [extra], "times": 2})
+    body = {"model": "m", "max_tokens": 50, "stream": True, "messages": user("go")}
+    with httpx.stream("POST", sidecar.http_url + "/v1/messages", json=body, timeout=30) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert "event: some_future_event" in lines
+    assert 'data: {"type": "some_future_event", "data": 1}' in lines  # as Bedrock sent it
     with client(sidecar).messages.stream(model="m", max_tokens=50, messages=user("go")) as s:
-        text = "".join(s.text_stream)
-    assert text == "echo: go"
+        assert "".join(s.text_stream) == "echo: go"  # the SDK reads past what it does not know
+    bedrock.script({"other_frames": True, "extra_events": [extra]})
+    events = list(stub.StreamMessage(grpc_request("go")))
+    assert events[-1].WhichOneof("event") == "message_stop"
 
 
 def test_grpc_unary_and_stream(stub: spb_grpc.MessagesServiceStub, bedrock: BedrockFake) -> None:
