@@ -14,6 +14,7 @@ import boto3
 import botocore.config
 import botocore.eventstream
 import botocore.exceptions
+import botocore.session
 import pytest
 
 from tests.upstream.bedrock_fake import ACCESS_KEY, REGION, SECRET_KEY, BedrockFake, aws_env
@@ -246,3 +247,23 @@ def test_boto3_sts_web_identity_then_signed_with_the_issued_keys(fake: BedrockFa
             WebIdentityToken="some-other-token",
         )
     assert refused.value.response["Error"]["Code"] == "InvalidIdentityToken"
+
+
+def test_botocore_container_provider_reads_the_pod_identity_endpoint(
+    fake: BedrockFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "pod-identity-token"
+    token.write_text("web-identity-token", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", fake.base_url + "/v1/credentials")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(token))
+    credentials = botocore.session.Session().get_credentials()
+    assert credentials is not None and credentials.method == "container-role"
+    frozen = credentials.get_frozen_credentials()
+    client = runtime(
+        fake, secret=frozen.secret_key, access_key=frozen.access_key, token=frozen.token
+    )
+    answer = json.loads(client.invoke_model(modelId=ARN, body=body())["body"].read())
+    assert answer["stop_reason"] == "end_turn"
+    token.write_text("not-the-token", encoding="utf-8")
+    with pytest.raises(botocore.exceptions.CredentialRetrievalError):
+        botocore.session.Session().get_credentials()

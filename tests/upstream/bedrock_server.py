@@ -30,11 +30,19 @@ STS (unsigned, as AssumeRoleWithWebIdentity is)
 for ``--sts-lifetime`` seconds, in STS's XML. The web identity token must equal the contents of
 ``--web-identity-token-file`` when that is given.
 
+Container credentials (EKS Pod Identity agent)
+----------------------------------------------
+``GET /v1/credentials`` with ``Authorization: <the contents of --web-identity-token-file>``:
+``{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`` valid for ``--sts-lifetime``
+seconds, as the agent at ``169.254.170.23`` answers botocore's container provider
+(``AWS_CONTAINER_CREDENTIALS_FULL_URI`` + ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``).
+
 Control (JSON, not signed, not logged)
 --------------------------------------
 ``POST /_control/script``  a list of behaviours, appended to the queue; ``{"queued": n}``.
 ``POST /_control/reset``   empty queue and log.
-``GET  /_control/log``     ``{"requests": [...]}``: ``seq``, ``service`` ("bedrock" | "sts"),
+``GET  /_control/log``     ``{"requests": [...]}``: ``seq``, ``service`` ("bedrock" | "sts" |
+    "container"),
     ``action`` (invoke, invoke-with-response-stream, count-tokens, AssumeRoleWithWebIdentity),
     ``path`` (raw), ``model`` (decoded id), ``headers`` (lower-case), ``body`` (JSON; for
     count-tokens the decoded InvokeModel body under ``invoke_body``), ``access_key``, ``status``,
@@ -340,6 +348,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_control/log"):
             with self.state.lock:
                 self._json(200, {"requests": list(self.state.log)})
+        elif self.path == "/v1/credentials":
+            self._container()
         elif self.path == "/_control/health":
             self._json(200, {"ok": True})
         else:
@@ -366,7 +376,29 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._bedrock(path, raw)
 
-    # ------------------------------------------------------------------ STS
+    # ------------------------------------------------------------------ STS, container
+
+    def _issue(self) -> tuple[str, str, str, float, str]:
+        """New temporary credentials: key, secret, token, expiry, expiry as ISO 8601."""
+        key = "ASIA" + secrets.token_hex(8).upper()
+        secret, token = secrets.token_urlsafe(30), secrets.token_urlsafe(60)
+        expires = time.time() + self.state.lifetime
+        with self.state.lock:
+            self.state.keys[key] = (secret, token, expires)
+        stamp = datetime.datetime.fromtimestamp(expires, datetime.UTC)
+        return key, secret, token, expires, stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _container(self) -> None:
+        entry = self.state.record({"service": "container", "path": self.path, "status": None})
+        expected = self.state.identity_token
+        if expected is not None and self.headers.get("authorization", "").strip() != expected:
+            entry["status"] = 401
+            self._json(401, {"message": "invalid authorization token"})
+            return
+        key, secret, token, expires, when = self._issue()
+        entry.update(status=200, access_key=key, expires=expires)
+        doc = {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token, "Expiration": when}
+        self._json(200, {**doc, "AccountId": "123456789012"})
 
     def _sts(self, raw: bytes) -> None:
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
@@ -400,14 +432,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             self._send(400, body.encode(), "text/xml")
             return
-        key = "ASIA" + secrets.token_hex(8).upper()
-        secret, token = secrets.token_urlsafe(30), secrets.token_urlsafe(60)
-        expires = time.time() + self.state.lifetime
-        with self.state.lock:
-            self.state.keys[key] = (secret, token, expires)
-        when = datetime.datetime.fromtimestamp(expires, datetime.UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
+        key, secret, token, expires, when = self._issue()
         entry.update(status=200, access_key=key, expires=expires)
         body = f"""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleWithWebIdentityResult>
