@@ -49,6 +49,7 @@ def bedrock_config(url: str, anthropic_url: str, **policy: Any) -> dict[str, Any
                 "aws_secret_access_key": "env:WRONG_SECRET",
             },
             "anthropic": {"kind": "anthropic", "base_url": anthropic_url, "api_key": "sk-ant-x"},
+            "dead": {"kind": "bedrock", "region": REGION, "base_url": "http://127.0.0.1:9"},
         },
         "chains": {
             "default": [
@@ -59,6 +60,10 @@ def bedrock_config(url: str, anthropic_url: str, **policy: Any) -> dict[str, Any
                 {"backend": "anthropic", "model": "claude-sonnet-4-5"},
                 {"backend": "first", "model": FIRST},
                 {"backend": "second", "model": SECOND},
+            ],
+            "dead-then-first": [
+                {"backend": "dead", "model": "anthropic.claude-dead-v1:0"},
+                {"backend": "first", "model": FIRST},
             ],
             "wrong-then-first": [
                 {"backend": "wrong", "model": "anthropic.claude-wrong-v1:0"},
@@ -106,8 +111,20 @@ def stub(sidecar: Any) -> Iterator[spb_grpc.MessagesServiceStub]:
         yield spb_grpc.MessagesServiceStub(channel)
 
 
+CLIENTS: list[anthropic.Anthropic] = []  # closed after each test: no socket left to the GC
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while CLIENTS:
+        CLIENTS.pop().close()
+
+
 def client(sidecar: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=sidecar.http_url, api_key="caller-key", max_retries=0)
+    sdk = anthropic.Anthropic(base_url=sidecar.http_url, api_key="caller-key", max_retries=0)
+    CLIENTS.append(sdk)
+    return sdk
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -324,6 +341,47 @@ def test_exception_frame_after_content_over_grpc(stub: Any, bedrock: BedrockFake
             kinds.append(event.WhichOneof("event"))
     assert "content_block_delta" in kinds
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    assert len(bedrock.log()) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_an_unreachable_endpoint_moves_on(sidecar: Any, bedrock: BedrockFake, stream: bool) -> None:
+    sdk, chain = client(sidecar), {"x-anyllm-chain": "dead-then-first"}
+    if stream:
+        with sdk.messages.stream(
+            model="m", max_tokens=50, messages=user("go"), extra_headers=chain
+        ) as events:
+            text = events.get_final_message().content[0].text  # type: ignore[union-attr]
+    else:
+        text = (
+            sdk.messages.create(model="m", max_tokens=50, messages=user("go"), extra_headers=chain)
+            .content[0]
+            .text
+        )  # type: ignore[union-attr]
+    assert text == "echo: go"
+    assert [e["model"] for e in bedrock.log()] == [FIRST]
+
+
+@pytest.mark.parametrize("surface", ["http", "grpc"])
+def test_a_stream_cut_before_content_falls_back(
+    sidecar: Any, stub: Any, bedrock: BedrockFake, surface: str
+) -> None:
+    bedrock.script({"cut_after": 1})
+    seen = call(surface, sidecar, stub, True)
+    assert seen.ok and seen.backend == "second" and seen.text == "echo: go"
+
+
+def test_a_stream_cut_after_content_ends_with_an_error_event(
+    sidecar: Any, bedrock: BedrockFake
+) -> None:
+    bedrock.script({"cut_after": 4, "frame_delay": 0.05, "text": "one two three four five"})
+    texts: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        client(sidecar).messages.stream(model="m", max_tokens=50, messages=user("go")) as stream,
+    ):
+        texts.extend(stream.text_stream)
+    assert "".join(texts) == "one two "
     assert len(bedrock.log()) == 1
 
 

@@ -57,6 +57,7 @@ default invoke and invoke-with-response-stream), ``times`` requests (default 1):
     ``{"extra_events": [{...}]}``: Anthropic events sent after ``message_start``.
     ``{"other_frames": true}``: an event frame of an unknown type before the first chunk.
     ``{"bad_crc": true}``: the first frame's message CRC is wrong.
+    ``{"cut_after": N}``: in a stream, N frames, then the connection is closed mid-body.
     ``{"frame_delay": seconds}``: a pause after each frame of a stream (so that content reaches
         the client in its own read before a later fault).
 """
@@ -634,8 +635,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         sent = 0
+        cut = behaviour.get("cut_after")
         try:
             for data in frames:
+                if cut is not None and sent >= int(cut):
+                    self.close_connection = True  # no last chunk: the body is cut short
+                    entry["frames_sent"] = sent
+                    return
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
                 sent += 1
