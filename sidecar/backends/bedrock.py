@@ -172,11 +172,14 @@ class BedrockBackend:
 
     # ------------------------------------------------------------------ requests
 
-    def _body(self, call: Call | CountCall) -> bytes:
+    def _body(self, call: Call | CountCall, **defaults: Any) -> bytes:
+        """The caller's own body when it came over HTTP (unknown fields kept), else ours."""
         if call.raw_body is not None:
             doc = orjson.loads(call.raw_body)
         else:
             doc = msgspec.to_builtins(call.request)
+        for key, value in defaults.items():
+            doc.setdefault(key, value)
         return bedrock_body(doc, self._version, _betas(call))
 
     async def _headers(
@@ -271,11 +274,8 @@ class BedrockBackend:
             await frames.aclose()
 
     async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
-        # The caller's own count_tokens body (cache_control, betas... all reach it) made into
-        # an InvokeModel body, which needs max_tokens (it does not count).
-        doc = orjson.loads(self._body(call))
-        doc.setdefault("max_tokens", 1)
-        invoke = orjson.dumps(doc)
+        # The count_tokens body made an InvokeModel body, which needs max_tokens (not counted).
+        invoke = self._body(call, max_tokens=1)
         body = orjson.dumps({"input": {"invokeModel": {"body": base64.b64encode(invoke).decode()}}})
         path = model_path(model, "count-tokens")
         headers, credentials = await self._headers(path, body, {"accept": "application/json"})
