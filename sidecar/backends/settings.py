@@ -135,6 +135,41 @@ def authority_url(authority: str) -> str:
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
         raise ValueError(f"the Entra authority must be an https URL, got {authority!r}")
     return authority
+class BedrockSettings(HttpSettings, frozen=True, tag="bedrock", tag_field="kind"):
+    """Claude on AWS Bedrock: SigV4-signed InvokeModel calls (``backends/bedrock.py``)."""
+
+    # The endpoint follows from the region (``bedrock-runtime.{region}.amazonaws.com``).
+    requires_base_url: ClassVar[bool] = False
+
+    region: str
+    # Credentials: botocore's default chain (environment, shared config / ``profile``, web
+    # identity (IRSA), container credentials (EKS Pod Identity), IMDS), unless static keys are
+    # given here (each may be ``env:VAR``).
+    profile: str | None = None
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
+    aws_session_token: str = ""
+    # What anthropic 2.15's AnthropicBedrock client sends when the caller sets none
+    # (anthropic._constants.ANTHROPIC_API_VERSION); older SDKs sent "bedrock-2023-05-31".
+    anthropic_version: str = "2026-10-21"
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            raise ValueError("`region` must be an AWS region such as us-east-1")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ValueError("`aws_access_key_id` and `aws_secret_access_key` go together")
+        if self.aws_session_token and not self.aws_access_key_id:
+            raise ValueError("`aws_session_token` needs `aws_access_key_id`")
+        if self.profile and self.aws_access_key_id:
+            raise ValueError("`profile` and static keys exclude each other")
+
+    @property
+    def endpoint(self) -> str:
+        """``base_url``, or the region's Bedrock runtime endpoint."""
+        return self.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+
+    def __repr__(self) -> str:  # never print a key
+        return f"BedrockSettings(region={self.region!r}, endpoint={self.endpoint!r})"
 
 
 class DemoSettings(
@@ -150,4 +185,6 @@ class DemoSettings(
         return "demo"
 
 
-BackendSettings = OpenAISettings | AzureSettings | AnthropicSettings | DemoSettings
+BackendSettings = (
+    OpenAISettings | AzureSettings | AnthropicSettings | BedrockSettings | DemoSettings
+)
