@@ -204,7 +204,9 @@ async def test_request_id_generated(h: Harness) -> None:
 async def test_deadline_becomes_call_deadline(h: Harness) -> None:
     await h.stub.CreateMessage(REQUEST, timeout=5)
     remaining = h.engine.calls[0].deadline - asyncio.get_running_loop().time()  # type: ignore[operator]
-    assert 4.0 < remaining <= 5.0
+    # Slack above 5: gRPC sends the timeout rounded up (`grpc-timeout: 5004m`), so the server's
+    # time remaining can exceed the client's by a few milliseconds.
+    assert 4.0 < remaining <= 5.5
 
 
 async def test_count_tokens(h: Harness) -> None:
