@@ -8,13 +8,14 @@ the few shapes that differ are named in ``_FROM_JSON`` / ``_TO_JSON`` (a ``messa
 inlined ``delta``, a content block delta's one-field cases, an ``error`` event's body, the
 system prompt as ``system_blocks``, defaults the API fills in).
 
-JSON → proto (``message_from_json``, ``event_from_json``: a relayed answer for a gRPC caller)
-never drops anything. ``_fill`` returns what it could not carry, in the JSON's own shape; a
-message with an ``extra_json`` field keeps it there, a union whose typed case cannot carry an
-object whole keeps the leftover in its ``extra_json`` (or, with no such field, the whole object
-in its ``raw`` case), and an object of a ``type`` the proto does not know goes to ``raw``. An
-enum value the proto does not know is ``*_UNSPECIFIED`` with the value in ``raw_<field>``. A
-JSON ``null`` is "not set", as in proto3.
+JSON → proto (``message_from_json``, ``event_from_json``: a relayed answer for a gRPC caller;
+``request_from_json`` for clients) never drops anything. ``_fill`` returns what it could not
+carry, in the JSON's own shape; a message with an ``extra_json`` field keeps it there, a
+union whose typed case cannot carry an object whole keeps the leftover in its ``extra_json``
+(or, with no such field, the whole object in its ``raw`` case), and an object of a ``type``
+the proto does not know goes to ``raw``. An enum value the proto does not know is
+``*_UNSPECIFIED`` with the value in ``raw_<field>``. A JSON ``null`` is "not set", as in
+proto3.
 
 proto → JSON (``request_to_json``: the body a gRPC request becomes; ``message_to_json``,
 ``event_to_json``: for clients and tests) writes the typed fields, inlines ``raw`` cases and
@@ -44,6 +45,7 @@ __all__ = [
     "event_to_json",
     "message_from_json",
     "message_to_json",
+    "request_from_json",
     "request_to_json",
 ]
 
@@ -356,6 +358,14 @@ def message_from_json(doc: Any) -> pb.Message:
     out = pb.Message()
     if isinstance(doc, dict):
         _fill(out, doc)
+    return out
+
+
+def request_from_json(doc: dict[str, Any]) -> spb.CreateMessageRequest:
+    """An Anthropic request body as a ``CreateMessageRequest``: typed where the proto models
+    it, the rest in ``raw`` blocks and ``extra_json`` (for clients that hold JSON, and tests)."""
+    out = spb.CreateMessageRequest()
+    _fill(out, doc)
     return out
 
 

@@ -81,9 +81,9 @@ def _prune(doc: dict[str, Any], dropped: list[str]) -> None:
                 and isinstance(message.get("content"), list)
                 and message["content"]
             ):
+                # A turn left empty stays (a translating upstream leaves empty turns out):
+                # a request made only of such turns is still valid, never a 400.
                 message["content"] = _blocks(message["content"], _BLOCKS, dropped)
-                if not message["content"]:
-                    continue  # nothing of it is modelled: the turn goes with its blocks
             kept.append(message)
         doc["messages"] = kept
     if isinstance(doc.get("system"), list):
