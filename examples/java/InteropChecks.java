@@ -248,7 +248,7 @@ public final class InteropChecks {
     check("unknown block as raw JSON",
         raw.getFieldsOrDefault("type", Value.getDefaultInstance()).getStringValue().equals("future_block")
             && raw.getFieldsOrDefault("answer", Value.getDefaultInstance()).getNumberValue() == 42,
-        raw.build());
+        raw.build().toString().replace("\n", " "));
     check("new stop reason", m.getStopReason() == StopReason.STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED
         && m.getRawStopReason().equals("model_context_window_exceeded") && "native".equals(t.get(BACKEND)),
         m.getStopReason() + " " + m.getRawStopReason() + " " + t.get(BACKEND));

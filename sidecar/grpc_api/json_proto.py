@@ -34,7 +34,8 @@ from typing import Any
 
 import orjson
 from google.protobuf import struct_pb2
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message_factory import GetMessageClass
 
 from sidecar.errors import InvalidRequestError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
@@ -49,15 +50,8 @@ __all__ = [
     "request_to_json",
 ]
 
-_STRUCT = struct_pb2.Struct.DESCRIPTOR.full_name
-_VALUE = struct_pb2.Value.DESCRIPTOR.full_name
-_RAW = pb.RawJson.DESCRIPTOR.full_name
 _EXTRA = "extra_json"
 _MAX_EXACT_INT = 2**53
-_INT_RANGE = {
-    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-}
 # Strings written even when empty: an empty value is a real value there.
 _ALWAYS = frozenset({"text", "thinking", "signature", "partial_json", "data"})
 # Repeated fields written even when empty.
@@ -65,6 +59,23 @@ _ALWAYS_LIST = frozenset({(pb.Message.DESCRIPTOR.full_name, "content")})
 # The constant `type` of a message that is not a union case.
 _TAGS = {pb.Message.DESCRIPTOR.full_name: "message"}
 _OK = object()
+
+# What a field holds (a plan's per-field code: compared by identity on the hot path).
+_STRING, _BOOL, _INT, _DOUBLE, _ENUM = "string", "bool", "int", "double", "enum"
+_MESSAGE, _STRUCT, _VALUE = "message", "struct", "value"
+_SCALARS = {
+    FieldDescriptor.TYPE_STRING: _STRING,
+    FieldDescriptor.TYPE_BOOL: _BOOL,
+    FieldDescriptor.TYPE_INT32: _INT,
+    FieldDescriptor.TYPE_INT64: _INT,
+    FieldDescriptor.TYPE_DOUBLE: _DOUBLE,
+    FieldDescriptor.TYPE_FLOAT: _DOUBLE,
+    FieldDescriptor.TYPE_ENUM: _ENUM,
+}
+_INT_RANGE = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+}
 
 
 def _dumps(value: Any) -> str:
@@ -75,27 +86,53 @@ def _dumps(value: Any) -> str:
 
 
 @dataclasses.dataclass(slots=True)
+class _Field:
+    key: str  # the JSON key = the field name
+    kind: str  # _STRING, _INT, ..., _MESSAGE, _STRUCT, _VALUE
+    repeated: bool
+    cls: Any = None  # a message field's class
+    int_range: tuple[int, int] = (0, 0)
+    enum_by_name: dict[str, int] = dataclasses.field(default_factory=dict)  # "end_turn" -> 1
+    enum_by_number: dict[int, str] = dataclasses.field(default_factory=dict)  # 1 -> "end_turn"
+    raw: str | None = None  # an enum's raw_<field> companion
+
+
+@dataclasses.dataclass(slots=True)
 class _Plan:
-    fields: dict[str, FieldDescriptor]  # JSON key -> field (not the oneof cases of a union)
+    kind: str  # _MESSAGE, _STRUCT, _VALUE
+    fields: dict[str, _Field]  # JSON key -> field (not a union's cases)
+    by_number: dict[int, _Field | None]  # field number -> field (None: skipped when writing)
     union: str | None  # the oneof of a union message
-    cases: dict[str, FieldDescriptor]  # JSON type -> case
-    raw: FieldDescriptor | None  # the RawJson case of a union
+    cases: dict[str, str]  # JSON type -> case name
+    raw: str | None  # the RawJson case of a union
     extra: bool  # has an extra_json field
-    raw_enums: dict[str, str]  # enum field -> its raw_<field> companion
+    raw_enums: list[tuple[str, str]]  # (enum field, its raw_<field> companion)
+    defaults: list[tuple[str, Any]]  # written when not set: zero ints and bools, _ALWAYS strings
     tag: str | None
+    from_json: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
+    to_json: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
 
 
-_PLANS: dict[str, _Plan] = {}
+_PLANS: dict[type, _Plan] = {}
 
 
-def _plan(desc: Descriptor) -> _Plan:
-    plan = _PLANS.get(desc.full_name)
-    if plan is not None:
-        return plan
+def _plan(cls: type) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = _make_plan(cls)
+    return plan
+
+
+def _make_plan(cls: Any) -> _Plan:
+    desc = cls.DESCRIPTOR
+    full_name = desc.full_name
+    kind = {struct_pb2.Struct.DESCRIPTOR.full_name: _STRUCT}.get(full_name, _MESSAGE)
+    if full_name == struct_pb2.Value.DESCRIPTOR.full_name:
+        kind = _VALUE
     names = {f.name for f in desc.fields}
     union: str | None = None
-    cases: dict[str, FieldDescriptor] = {}
-    raw: FieldDescriptor | None = None
+    cases: dict[str, str] = {}
+    raw: str | None = None
     for oneof in desc.oneofs:
         inside = {f.name for f in oneof.fields}
         if inside == {oneof.name[1:]}:
@@ -103,41 +140,66 @@ def _plan(desc: Descriptor) -> _Plan:
         if names - inside <= {_EXTRA}:  # every field is a case: a union on `type`
             union = oneof.name
             for f in oneof.fields:
-                if f.message_type is not None and f.message_type.full_name == _RAW:
-                    raw = f
+                if f.message_type is not None and f.message_type.full_name == _RAW_NAME:
+                    raw = f.name
                 else:
-                    cases[f.name] = f
-    fields: dict[str, FieldDescriptor] = {}
-    raw_enums: dict[str, str] = {}
+                    cases[f.name] = f.name
+    fields: dict[str, _Field] = {}
+    by_number: dict[int, _Field | None] = {}
+    raw_enums: list[tuple[str, str]] = []
+    defaults: list[tuple[str, Any]] = []
     for f in desc.fields:
-        if f.name == _EXTRA or f.name in cases or f is raw:
+        by_number[f.number] = None
+        if f.name == _EXTRA or f.name in cases or f.name == raw:
             continue
         if f.name.startswith("raw_") and f.name[4:] in names:
-            raw_enums[f.name[4:]] = f.name
+            raw_enums.append((f.name[4:], f.name))
             continue
-        fields[f.name] = f
-    plan = _Plan(fields, union, cases, raw, _EXTRA in names, raw_enums, _TAGS.get(desc.full_name))
-    _PLANS[desc.full_name] = plan
-    return plan
+        spec = _field(f)
+        fields[f.name] = by_number[f.number] = spec
+        if spec.repeated:
+            if (full_name, f.name) in _ALWAYS_LIST:
+                defaults.append((f.name, []))
+        elif not f.has_presence and spec.kind in (_INT, _BOOL):
+            defaults.append((f.name, 0 if spec.kind is _INT else False))
+        elif not f.has_presence and spec.kind is _STRING and f.name in _ALWAYS:
+            defaults.append((f.name, ""))
+    for key, raw_name in raw_enums:
+        fields[key].raw = raw_name
+    return _Plan(
+        kind,
+        fields,
+        by_number,
+        union,
+        cases,
+        raw,
+        _EXTRA in names,
+        raw_enums,
+        defaults,
+        _TAGS.get(full_name),
+        _FROM_JSON.get(full_name),
+        _TO_JSON.get(full_name),
+    )
 
 
-_ENUM_PREFIX: dict[str, str] = {}
-
-
-def _enum_prefix(field: FieldDescriptor) -> str:
-    enum = field.enum_type
-    assert enum is not None
-    prefix = _ENUM_PREFIX.get(enum.full_name)
-    if prefix is None:
+def _field(f: FieldDescriptor) -> _Field:
+    repeated = f.is_repeated
+    if f.message_type is not None:
+        cls = GetMessageClass(f.message_type)
+        sub = {struct_pb2.Struct.DESCRIPTOR.full_name: _STRUCT}
+        sub[struct_pb2.Value.DESCRIPTOR.full_name] = _VALUE
+        return _Field(f.name, sub.get(f.message_type.full_name, _MESSAGE), repeated, cls)
+    kind = _SCALARS[f.type]
+    spec = _Field(f.name, kind, repeated, int_range=_INT_RANGE.get(f.type, (0, 0)))
+    if kind is _ENUM:
+        enum = f.enum_type
+        assert enum is not None
         prefix = enum.values[0].name.removesuffix("UNSPECIFIED")  # ROLE_UNSPECIFIED -> ROLE_
-        _ENUM_PREFIX[enum.full_name] = prefix
-    return prefix
-
-
-def _enum(field: FieldDescriptor) -> EnumDescriptor:
-    enum = field.enum_type
-    assert enum is not None
-    return enum
+        for value in enum.values[1:]:
+            json_name = value.name.removeprefix(prefix).lower()
+            spec.enum_by_name[json_name] = value.number
+            spec.enum_by_number[value.number] = json_name
+    return spec
 
 
 # --------------------------------------------------------------------------- JSON -> proto
@@ -145,23 +207,22 @@ def _enum(field: FieldDescriptor) -> EnumDescriptor:
 
 def _fill(msg: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """Write ``obj`` into ``msg``; return what could not be carried (empty: everything was)."""
-    desc = msg.DESCRIPTOR
-    quirk = _FROM_JSON.get(desc.full_name)
-    if quirk is not None:
-        return quirk(msg, obj)
-    plan = _plan(desc)
+    plan = _plan(type(msg))
+    if plan.from_json is not None:
+        return plan.from_json(msg, obj)
     if plan.union is not None:
         return _fill_union(msg, obj, plan)
     left: dict[str, Any] = {}
+    fields = plan.fields
     for key, value in obj.items():
         if value is None:
             continue
-        field = plan.fields.get(key)
+        field = fields.get(key)
         if field is None:
             if not (key == "type" and value == plan.tag):
                 left[key] = value
             continue
-        rest = _set(msg, field, value, plan)
+        rest = _set(msg, field, value)
         if rest is not _OK:
             left[key] = rest
     if left and plan.extra:
@@ -174,7 +235,7 @@ def _fill_union(msg: Any, obj: dict[str, Any], plan: _Plan) -> dict[str, Any]:
     kind = obj.get("type")
     case = plan.cases.get(kind) if isinstance(kind, str) else None
     if case is not None:
-        child = getattr(msg, case.name)
+        child = getattr(msg, case)
         child.SetInParent()
         left = _fill(child, {k: v for k, v in obj.items() if k != "type"})
         if not left:
@@ -182,82 +243,85 @@ def _fill_union(msg: Any, obj: dict[str, Any], plan: _Plan) -> dict[str, Any]:
         if plan.extra:
             msg.extra_json = _dumps(left)
             return {}
-        msg.ClearField(case.name)
+        msg.ClearField(case)
     if plan.raw is None:
         return obj
-    raw = getattr(msg, plan.raw.name)
+    raw = getattr(msg, plan.raw)
     raw.type = kind if isinstance(kind, str) else ""
     raw.json = _dumps(obj)
     return {}
 
 
-def _set(msg: Any, field: FieldDescriptor, value: Any, plan: _Plan) -> Any:
+def _set(msg: Any, field: _Field, value: Any) -> Any:
     """Set one field from its JSON value; ``_OK``, or the part of the value not carried."""
-    name = field.name
-    if field.is_repeated:
+    kind = field.kind
+    if field.repeated:
         if not isinstance(value, list):
             return value
-        target = getattr(msg, name)
+        target = getattr(msg, field.key)
         for item in value:
-            if field.message_type is None:
-                if not _scalar_ok(field, item):
-                    msg.ClearField(name)
+            if kind is _MESSAGE:
+                if not isinstance(item, dict) or _fill(target.add(), item):
+                    msg.ClearField(field.key)
                     return value
+            elif kind is _STRUCT:
+                if not isinstance(item, dict):
+                    msg.ClearField(field.key)
+                    return value
+                target.add().update(item)
+            elif _scalar_ok(field, item):
                 target.append(item)
-            elif not isinstance(item, dict) or _fill_child(target.add(), item):
-                msg.ClearField(name)
+            else:
+                msg.ClearField(field.key)
                 return value
         return _OK
-    if field.message_type is not None:
-        if field.message_type.full_name == _VALUE:
-            _to_value(value, getattr(msg, name))
-            return _OK
+    if kind is _MESSAGE:
         if not isinstance(value, dict):
             return value
-        child = getattr(msg, name)
+        child = getattr(msg, field.key)
         child.SetInParent()
-        left = _fill_child(child, value)
-        if left and _plan(field.message_type).union is not None:
-            msg.ClearField(name)
+        left = _fill(child, value)
+        if left and _plan(field.cls).union is not None:
+            msg.ClearField(field.key)
             return value
         return left or _OK
-    if field.type == FieldDescriptor.TYPE_ENUM:
+    if kind is _STRUCT:
+        if not isinstance(value, dict):
+            return value
+        child = getattr(msg, field.key)
+        child.SetInParent()
+        child.update(value)
+        return _OK
+    if kind is _VALUE:
+        _to_value(value, getattr(msg, field.key))
+        return _OK
+    if kind is _ENUM:
         if not isinstance(value, str):
             return value
-        raw_name = plan.raw_enums.get(name)
-        number = _enum(field).values_by_name.get(_enum_prefix(field) + value.upper())
+        number = field.enum_by_name.get(value)
         if number is not None:
-            setattr(msg, name, number.number)
-        elif raw_name is None:
+            setattr(msg, field.key, number)
+        elif field.raw is None:
             return value
-        if raw_name is not None:
-            setattr(msg, raw_name, value)
+        if field.raw is not None:
+            setattr(msg, field.raw, value)
         return _OK
     if not _scalar_ok(field, value):
         return value
-    setattr(msg, name, value)
+    setattr(msg, field.key, value)
     return _OK
 
 
-def _fill_child(child: Any, value: dict[str, Any]) -> dict[str, Any]:
-    if child.DESCRIPTOR.full_name == _STRUCT:
-        child.update(value)
-        return {}
-    return _fill(child, value)
-
-
-def _scalar_ok(field: FieldDescriptor, value: Any) -> bool:
-    kind = field.type
-    if kind == FieldDescriptor.TYPE_STRING:
-        return isinstance(value, str)
-    if kind == FieldDescriptor.TYPE_BOOL:
-        return isinstance(value, bool)
-    if kind in _INT_RANGE:
-        low, high = _INT_RANGE[kind]
+def _scalar_ok(field: _Field, value: Any) -> bool:
+    kind = field.kind
+    if kind is _STRING:
+        return type(value) is str
+    if kind is _INT:
+        low, high = field.int_range
         return type(value) is int and low <= value <= high
-    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return False
+    if kind is _BOOL:
+        return type(value) is bool
+    return type(value) is float or type(value) is int  # _DOUBLE
 
 
 def _to_value(value: Any, target: struct_pb2.Value) -> None:
@@ -289,7 +353,7 @@ _DELTA_FIELDS = {
 def _fill_block_delta(msg: pb.ContentBlockDeltaEvent, obj: dict[str, Any]) -> dict[str, Any]:
     left: dict[str, Any] = {}
     for key, value in obj.items():
-        if key == "index" and _scalar_ok(pb.ContentBlockDeltaEvent.DESCRIPTOR.fields[0], value):
+        if key == "index" and type(value) is int and -(2**31) <= value < 2**31:
             msg.index = value
         elif key == "delta" and isinstance(value, dict):
             kind = value.get("type")
@@ -312,23 +376,23 @@ def _fill_block_delta(msg: pb.ContentBlockDeltaEvent, obj: dict[str, Any]) -> di
 
 
 def _fill_message_delta(msg: pb.MessageDeltaEvent, obj: dict[str, Any]) -> dict[str, Any]:
-    plan = _plan(msg.DESCRIPTOR)
+    fields = _plan(type(msg)).fields
     left: dict[str, Any] = {}
     for key, value in obj.items():
         if key == "delta" and isinstance(value, dict):
             inner: dict[str, Any] = {}
             for name, item in value.items():
-                field = plan.fields.get(name)
+                field = fields.get(name)
                 if item is None:
                     continue
                 if field is None or name == "usage":
                     inner[name] = item
-                elif (rest := _set(msg, field, item, plan)) is not _OK:
+                elif (rest := _set(msg, field, item)) is not _OK:
                     inner[name] = rest
             if inner:
                 left["delta"] = inner
         elif key == "usage" and isinstance(value, dict):
-            if (rest := _set(msg, plan.fields["usage"], value, plan)) is not _OK:
+            if (rest := _set(msg, fields["usage"], value)) is not _OK:
                 left["usage"] = rest
         elif value is not None:
             left[key] = value
@@ -340,17 +404,17 @@ def _fill_error(msg: pb.ErrorEvent, obj: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(body, dict):
         return obj
     left = {k: v for k, v in obj.items() if k != "error"}
-    rest = _fill(msg, body)
+    plan = _plan(type(msg))
+    rest: dict[str, Any] = {}
+    for key, value in body.items():
+        field = plan.fields.get(key)
+        if value is None:
+            continue
+        if field is None or _set(msg, field, value) is not _OK:
+            rest[key] = value
     if rest:
         left["error"] = rest
     return left
-
-
-_FROM_JSON: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
-    pb.ContentBlockDeltaEvent.DESCRIPTOR.full_name: _fill_block_delta,
-    pb.MessageDeltaEvent.DESCRIPTOR.full_name: _fill_message_delta,
-    pb.ErrorEvent.DESCRIPTOR.full_name: _fill_error,
-}
 
 
 def message_from_json(doc: Any) -> pb.Message:
@@ -382,6 +446,15 @@ def event_from_json(doc: Any) -> pb.StreamEvent:
 # --------------------------------------------------------------------------- proto -> JSON
 
 
+class _BadJson(Exception):
+    """A ``raw.json`` / ``extra_json`` that is not a JSON object; ``path`` grows on the way up."""
+
+    def __init__(self, reason: str, path: list[str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+
 class _Dump:
     """One proto → JSON conversion; ``hatch`` records whether a raw case or extra was used."""
 
@@ -390,75 +463,84 @@ class _Dump:
     def __init__(self) -> None:
         self.hatch = False
 
-    def message(self, msg: Any, path: str) -> Any:
-        desc = msg.DESCRIPTOR
-        full_name = desc.full_name
-        if full_name == _STRUCT:
-            return _struct_to_py(msg)
-        if full_name == _VALUE:
-            return _value_to_py(msg)
-        plan = _plan(desc)
+    def message(self, msg: Any) -> Any:
+        plan = _plan(type(msg))
+        if plan.kind is not _MESSAGE:
+            return _struct_to_py(msg) if plan.kind is _STRUCT else _value_to_py(msg)
         if plan.union is not None:
             case = msg.WhichOneof(plan.union)
             if case is None:
                 out: dict[str, Any] = {}
-            elif plan.raw is not None and case == plan.raw.name:
+            elif case == plan.raw:
                 self.hatch = True
-                out = _json_object(msg.raw.json, f"{path}.{case}.json")
+                out = _json_object(msg.raw.json, [case, "json"])
             else:
-                out = {"type": case, **self.message(getattr(msg, case), f"{path}.{case}")}
+                try:
+                    out = {"type": case, **self.message(getattr(msg, case))}
+                except _BadJson as exc:
+                    exc.path.insert(0, case)
+                    raise
         else:
             out = {"type": plan.tag} if plan.tag else {}
-            for key, field in plan.fields.items():
-                value = self.field(msg, field, f"{path}.{key}" if path else key)
-                if value is not _OK:
-                    out[key] = value
-            for key, raw_name in plan.raw_enums.items():
-                raw = getattr(msg, raw_name)
-                if raw and key not in out:
-                    out[key] = raw
-        shape = _TO_JSON.get(full_name)
-        if shape is not None:
-            out = shape(msg, out)
-        if plan.extra and msg.extra_json:
-            self.hatch = True
-            where = f"{path}.{_EXTRA}" if path else _EXTRA
-            _deep_merge(out, _json_object(msg.extra_json, where))
+            by_number = plan.by_number
+            for fd, value in msg.ListFields():
+                field = by_number[fd.number]
+                if field is None:
+                    continue
+                try:
+                    out[field.key] = self.value(field, value)
+                except _BadJson as exc:
+                    exc.path.insert(0, field.key)
+                    raise
+            for key, default in plan.defaults:
+                if key not in out:
+                    out[key] = default
+            for key, raw_name in plan.raw_enums:
+                if key not in out:
+                    raw = getattr(msg, raw_name)
+                    if raw:
+                        out[key] = raw
+        if plan.to_json is not None:
+            out = plan.to_json(msg, out)
+        if plan.extra:
+            extra = msg.extra_json
+            if extra:
+                self.hatch = True
+                _deep_merge(out, _json_object(extra, [_EXTRA]))
         return out
 
-    def field(self, msg: Any, field: FieldDescriptor, path: str) -> Any:
-        name = field.name
-        if field.is_repeated:
-            items = getattr(msg, name)
-            if not items:
-                return [] if (msg.DESCRIPTOR.full_name, name) in _ALWAYS_LIST else _OK
-            if field.message_type is None:
-                return list(items)
-            return [self.message(item, f"{path}[{i}]") for i, item in enumerate(items)]
-        if field.message_type is not None:
-            if not msg.HasField(name):
-                return _OK
-            return self.message(getattr(msg, name), path)
-        if field.has_presence and not msg.HasField(name):
-            return _OK
-        value = getattr(msg, name)
-        if field.type == FieldDescriptor.TYPE_ENUM:
-            if value == 0:
-                return _OK
-            return _enum(field).values_by_number[value].name[len(_enum_prefix(field)) :].lower()
-        if field.type == FieldDescriptor.TYPE_STRING and not value and name not in _ALWAYS:
-            return _OK
+    def value(self, field: _Field, value: Any) -> Any:
+        kind = field.kind
+        if field.repeated:
+            if kind is _MESSAGE or kind is _STRUCT or kind is _VALUE:
+                out = []
+                for i, item in enumerate(value):
+                    try:
+                        out.append(self.message(item))
+                    except _BadJson as exc:
+                        exc.path[0:0] = [f"[{i}]"]
+                        raise
+                return out
+            return list(value)
+        if kind is _MESSAGE or kind is _STRUCT or kind is _VALUE:
+            return self.message(value)
+        if kind is _ENUM:
+            return field.enum_by_number.get(value, value)
         return value
 
 
-def _json_object(text: str, path: str) -> dict[str, Any]:
+def _json_object(text: str, path: list[str]) -> dict[str, Any]:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{path}: not valid JSON ({exc})", field=path) from None
+        raise _BadJson(f"not valid JSON ({exc})", path) from None
     if not isinstance(value, dict):
-        raise InvalidRequestError(f"{path}: must be a JSON object", field=path)
+        raise _BadJson("must be a JSON object", path)
     return value
+
+
+def _path(parts: list[str]) -> str:
+    return ".".join(parts).replace(".[", "[")
 
 
 def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -498,7 +580,7 @@ def _block_delta_json(msg: pb.ContentBlockDeltaEvent, out: dict[str, Any]) -> di
     case = msg.WhichOneof("delta")
     result: dict[str, Any] = {"index": msg.index}
     if case == "raw_delta":
-        result["delta"] = _json_object(msg.raw_delta.json, "content_block_delta.raw_delta.json")
+        result["delta"] = _json_object(msg.raw_delta.json, ["raw_delta", "json"])
     elif case == "citations_delta":
         result["delta"] = {"type": case, "citation": _struct_to_py(msg.citations_delta)}
     elif case is not None:
@@ -520,6 +602,10 @@ def _error_json(msg: pb.ErrorEvent, out: dict[str, Any]) -> dict[str, Any]:
 
 def _system_json(msg: Any, out: dict[str, Any]) -> dict[str, Any]:
     if "system_blocks" in out:
+        if "system" in out:
+            raise InvalidRequestError(
+                "system: set system or system_blocks, not both", field="system"
+            )
         out["system"] = out.pop("system_blocks")
     return out
 
@@ -532,6 +618,12 @@ def _default(key: str, value: Any) -> Callable[[Any, dict[str, Any]], dict[str, 
     return fill
 
 
+_RAW_NAME = pb.RawJson.DESCRIPTOR.full_name
+_FROM_JSON: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
+    pb.ContentBlockDeltaEvent.DESCRIPTOR.full_name: _fill_block_delta,
+    pb.MessageDeltaEvent.DESCRIPTOR.full_name: _fill_message_delta,
+    pb.ErrorEvent.DESCRIPTOR.full_name: _fill_error,
+}
 _TO_JSON: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
     pb.ContentBlockDeltaEvent.DESCRIPTOR.full_name: _block_delta_json,
     pb.MessageDeltaEvent.DESCRIPTOR.full_name: _message_delta_json,
@@ -549,7 +641,11 @@ def request_to_json(
 ) -> tuple[dict[str, Any], bool]:
     """The Anthropic JSON body of a request, and whether it used the escape hatch."""
     dump = _Dump()
-    body: dict[str, Any] = dump.message(req, "")
+    try:
+        body: dict[str, Any] = dump.message(req)
+    except _BadJson as exc:
+        path = _path(exc.path)
+        raise InvalidRequestError(f"{path}: {exc.reason}", field=path) from None
     if stream:
         body["stream"] = True
     return body, dump.hatch
@@ -557,11 +653,11 @@ def request_to_json(
 
 def message_to_json(message: pb.Message) -> dict[str, Any]:
     """A proto ``Message`` as the Anthropic JSON ``message`` object."""
-    out: dict[str, Any] = _Dump().message(message, "")
+    out: dict[str, Any] = _Dump().message(message)
     return out
 
 
 def event_to_json(event: pb.StreamEvent) -> dict[str, Any]:
-    """A proto ``StreamEvent`` as the Anthropic JSON event."""
-    out: dict[str, Any] = _Dump().message(event, "")
+    """One proto ``StreamEvent`` as the Anthropic JSON event."""
+    out: dict[str, Any] = _Dump().message(event)
     return out

@@ -13,6 +13,7 @@ from sidecar.grpc_api.convert import dict_to_struct, messages_request_from_proto
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
 from sidecar.grpc_api.request_body import count_request, messages_request
+from tests.grpc_api.test_convert import INVALID
 
 
 def _text(text: str) -> pb.ContentBlock:
@@ -101,3 +102,19 @@ def test_count_tokens_carries_the_escape_hatch() -> None:
     assert orjson.loads(body)["output_config"] == {"effort": "low"}
     assert unmodelled == ("block:tool_reference",)
     assert typed.model == "m"
+
+
+# The proto conversion's checks, through the request path: the same field named (or, for what
+# today's API allows, accepted: a toolset has no name; max_tokens is the engine's range check).
+ACCEPTED_NOW = {"tool_no_name", "no_max_tokens"}
+
+
+@pytest.mark.parametrize(("proto", "field"), INVALID.values(), ids=INVALID.keys())
+def test_invalid_request_names_the_field(proto: spb.CreateMessageRequest, field: str) -> None:
+    name = next(k for k, v in INVALID.items() if v[0] is proto)
+    if name in ACCEPTED_NOW:
+        messages_request(proto, stream=False)
+        return
+    with pytest.raises(InvalidRequestError) as info:
+        messages_request(proto, stream=False)
+    assert info.value.field == field
