@@ -135,6 +135,8 @@ def authority_url(authority: str) -> str:
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
         raise ValueError(f"the Entra authority must be an https URL, got {authority!r}")
     return authority
+
+
 class BedrockSettings(HttpSettings, frozen=True, tag="bedrock", tag_field="kind"):
     """Claude on AWS Bedrock: SigV4-signed InvokeModel calls (``backends/bedrock.py``)."""
 
