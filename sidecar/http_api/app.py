@@ -146,7 +146,9 @@ class HttpApi:
         except _ClientGone:
             return  # the caller left while sending its body: nobody to answer
         except Exception as exc:  # a bug of ours: an Anthropic error body, details in the log
-            log("internal_error", level=40, request_id=request_id, error=type(exc).__name__)
+            log(
+                "internal_error", level=40, exc=exc, request_id=request_id, error=type(exc).__name__
+            )
             error = InternalError(f"internal error (request {request_id})")
             await _send_error(send, error, request_id)
 
