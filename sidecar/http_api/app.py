@@ -35,7 +35,7 @@ from sidecar.logs import log
 from sidecar.model import Call, count_tokens_decoder, json_encoder, request_decoder
 
 from .lenient import without_unknown_blocks
-from .limits import check_depth
+from .limits import check_body
 from .sse import encode_error_event, encode_events
 
 Scope = MutableMapping[str, Any]
@@ -178,7 +178,7 @@ class HttpApi:
 
     def _call(self, scope: Scope, body: bytes, request_id: str) -> Call:
         unmodelled: tuple[str, ...] = ()
-        check_depth(body)
+        check_body(body)
         try:
             request = request_decoder.decode(body)
         except RecursionError:  # the depth check keeps well below it; never a 500 if not
@@ -277,7 +277,7 @@ class HttpApi:
         self, scope: Scope, receive: Receive, send: Send, request_id: str
     ) -> None:
         body = await self._read_body(receive)
-        check_depth(body)
+        check_body(body)
         try:
             request = count_tokens_decoder.decode(body)
         except RecursionError:
