@@ -21,10 +21,17 @@ CONCRETE_BACKENDS = (
     "sidecar.backends.bedrock",
 )
 
+TRANSLATE = ", ".join(
+    f"sidecar.translate.{path.stem}"
+    for path in sorted((ROOT / "sidecar" / "translate").glob("*.py"))
+    if path.stem != "__init__"
+)
+NO_IO = ("httpx", "aiohttp", "grpc", "uvicorn", "asyncio", "socket", "ssl")
+
 LAYERS = [
     pytest.param(
-        "sidecar.translate.openai_stream",
-        ("httpx", "grpc", "uvicorn", "asyncio", "sidecar.engine", "sidecar.backends", *SURFACES),
+        TRANSLATE,  # every module of the package
+        (*NO_IO, "sidecar.engine", "sidecar.backends", *SURFACES),
         id="translate-is-pure",
     ),
     pytest.param(

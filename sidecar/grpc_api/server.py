@@ -173,6 +173,7 @@ async def _abort(
         log(
             "grpc_internal_error",
             level=logging.ERROR,
+            exc=error,
             request_id=request_id,
             exception=type(error).__name__,
         )
