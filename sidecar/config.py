@@ -217,8 +217,8 @@ def _backend(doc: dict[str, Any], where: str) -> BackendSettings:
     if backend.requires_base_url and not getattr(backend, "base_url", ""):
         raise ConfigError(f"{where}.base_url: required for kind {kind}")
     if isinstance(backend, HttpSettings):
-        for key in ("ca_file", "client_cert", "client_key"):
-            file = getattr(backend, key)
+        for key in ("ca_file", "client_cert", "client_key", "credentials_file"):
+            file = getattr(backend, key, None)
             if file is not None and not Path(file).is_file():
                 raise ConfigError(f"{where}.{key}: no such file {file!r}")
         if (backend.client_cert is None) != (backend.client_key is None):

@@ -26,7 +26,7 @@ from sidecar.model import (
 )
 from sidecar.translate.upstream_errors import error_from_anthropic
 
-from .anthropic_wire import AnthropicEventReader, read_message
+from .anthropic_wire import read_message, sse_events
 from .http import UpstreamSession
 from .settings import AnthropicSettings
 
@@ -70,7 +70,7 @@ class AnthropicBackend:
         )
         return read_message(self.name, content)
 
-    async def stream(
+    def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamEvent], None]:
         frames = self._client.post_sse(
@@ -81,26 +81,7 @@ class AnthropicBackend:
             error_from_anthropic,
             connect_timeout,
         )
-        reader = AnthropicEventReader(self.name)
-        try:
-            async for batch in frames:
-                if batch is None:
-                    if reader.stopped:
-                        return
-                    raise reader.incomplete()
-                if reader.stopped:
-                    continue  # read to the end of the body so the connection can be reused
-                events: list[StreamEvent] = []
-                for frame in batch:
-                    event = reader.feed(frame.event, frame.data)
-                    if event is not None:
-                        events.append(event)
-                        if reader.stopped:
-                            break
-                if events:
-                    yield events
-        finally:
-            await frames.aclose()
+        return sse_events(self.name, frames)
 
     async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
         body = json_encoder.encode(msgspec.structs.replace(request, model=model))

@@ -5,9 +5,13 @@ relay the same way: ``read_message`` for a whole answer, ``AnthropicEventReader`
 (fed one event at a time, whatever the framing around it: SSE for Anthropic and Vertex, AWS
 event-stream chunks for Bedrock). An ``error`` event is raised as a ``STREAM_ERROR``; event
 types this sidecar does not know are skipped; after ``message_stop`` the reader is ``stopped``.
+``sse_events`` is the whole stream loop of the backends whose upstream sends these events as
+SSE (Anthropic, Vertex): the session's frame batches in, event batches out.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncGenerator
 
 import msgspec
 
@@ -20,6 +24,7 @@ from sidecar.model import (
     event_decoder,
     message_decoder,
 )
+from sidecar.translate.sse import SSEFrame
 
 KNOWN_EVENTS = frozenset(
     {
@@ -86,3 +91,33 @@ class AnthropicEventReader:
             kind=FailureKind.INCOMPLETE,
             backend=self._backend,
         )
+
+
+async def sse_events(
+    backend: str, frames: AsyncGenerator[list[SSEFrame] | None, None]
+) -> AsyncGenerator[list[StreamEvent], None]:
+    """The events of an SSE body (``UpstreamSession.post_sse``'s batches), in batches.
+
+    The body is read to its end after ``message_stop`` so the connection can be reused; a body
+    that ends before it raises ``INCOMPLETE``. Closing this generator closes ``frames``.
+    """
+    reader = AnthropicEventReader(backend)
+    try:
+        async for batch in frames:
+            if batch is None:
+                if reader.stopped:
+                    return
+                raise reader.incomplete()
+            if reader.stopped:
+                continue  # read to the end of the body so the connection can be reused
+            events: list[StreamEvent] = []
+            for frame in batch:
+                event = reader.feed(frame.event, frame.data)
+                if event is not None:
+                    events.append(event)
+                    if reader.stopped:
+                        break
+            if events:
+                yield events
+    finally:
+        await frames.aclose()

@@ -17,6 +17,7 @@ from .base import Backend
 KINDS: dict[str, str] = {
     "openai": "openai:OpenAIBackend",
     "anthropic": "anthropic:AnthropicBackend",
+    "vertex": "vertex:VertexBackend",
     "demo": "demo:DemoBackend",
 }
 

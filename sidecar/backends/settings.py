@@ -11,6 +11,7 @@ A new kind: a struct here (added to ``BackendSettings``), a module, one line in 
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
 import msgspec
@@ -58,6 +59,32 @@ class AnthropicSettings(HttpSettings, frozen=True, tag="anthropic", tag_field="k
     anthropic_version: str = "2023-06-01"  # sent when the caller sent none
 
 
+# Project ids and locations go into the URL (the host, for a region), so only their own alphabet.
+_GOOGLE_NAME = re.compile(r"[a-z0-9][a-z0-9.:-]{0,62}")
+
+
+class VertexSettings(HttpSettings, frozen=True, tag="vertex", tag_field="kind"):
+    """Claude on Google Vertex AI; ``base_url`` (optional) overrides the regional host."""
+
+    requires_base_url: ClassVar[bool] = False
+
+    project: str
+    region: str  # us-east5, europe-west1, ..., or global, us, eu (the multi-region hosts)
+    # A service-account JSON key; without it Application Default Credentials are used
+    # (GOOGLE_APPLICATION_CREDENTIALS, gcloud's user credentials, GKE workload identity).
+    credentials_file: str | None = None
+    anthropic_version: str = "2026-10-21"  # what anthropic 2.15's AnthropicVertex sends
+
+    def __post_init__(self) -> None:
+        if not _GOOGLE_NAME.fullmatch(self.project):
+            raise ValueError("`project` must be a Google Cloud project id (e.g. my-project)")
+        if not _GOOGLE_NAME.fullmatch(self.region):
+            raise ValueError("`region` must be a Vertex AI location (e.g. us-east5, global)")
+
+    def __repr__(self) -> str:
+        return f"VertexSettings(project={self.project!r}, region={self.region!r})"
+
+
 class DemoSettings(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="demo", tag_field="kind"
 ):
@@ -71,4 +98,4 @@ class DemoSettings(
         return "demo"
 
 
-BackendSettings = OpenAISettings | AnthropicSettings | DemoSettings
+BackendSettings = OpenAISettings | AnthropicSettings | VertexSettings | DemoSettings

@@ -20,7 +20,7 @@ def test_unknown_kind_is_an_error_naming_the_known_kinds() -> None:
     class Other:
         kind = "nope"
 
-    with pytest.raises(ValueError, match="known: .*openai"):
+    with pytest.raises(ValueError, match=r"known: .*openai"):
         build_backend("x", Other())
 
 

@@ -1,0 +1,231 @@
+"""Claude on Google Vertex AI: the Messages API relayed through Vertex's rawPredict endpoints.
+
+How it works
+------------
+Vertex serves Anthropic's own Messages API under a model resource::
+
+    POST {host}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:METHOD
+
+    rawPredict        the whole answer (Anthropic's JSON message)
+    streamRawPredict  SSE, Anthropic's stream events
+    and .../publishers/anthropic/models/count-tokens:rawPredict for the exact token count
+
+The body is the Messages body without ``model`` (it is in the path), with ``anthropic_version``
+(the configured one, unless the body has its own) and, for the streaming call, ``"stream":
+true`` — what anthropic's ``AnthropicVertex`` sends. A request that came over HTTP is built from
+the caller's own bytes, so fields this sidecar does not model still reach Claude; the caller's
+``anthropic-beta`` header passes through (Vertex reads betas from it, as the official client
+sends them). Answers and events are read by ``anthropic_wire``, as for Anthropic itself.
+
+The host is ``https://{region}-aiplatform.googleapis.com``; ``global`` is
+``https://aiplatform.googleapis.com`` and the multi-regions ``us`` / ``eu`` are
+``https://aiplatform.{us,eu}.rep.googleapis.com``. ``base_url`` replaces the host and may end in
+``/v1``, as the official client's ``base_url`` does.
+
+Auth is a Google OAuth2 access token (``gcp_auth.GoogleTokens``: a service-account key file or
+Application Default Credentials, refreshed before expiry in a worker thread) sent as
+``authorization: Bearer``. A 401 means the token was refused: it is refreshed and the request
+sent once more; a second 401 is this target's failure (``FailureKind.AUTH``, the chain moves on).
+Errors in Google's shape and in Anthropic's are both mapped (``translate.google_errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import msgspec
+import orjson
+
+from sidecar.errors import FailureKind, UpstreamError
+from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.translate.google_errors import error_from_google
+from sidecar.translate.sse import SSEFrame
+
+from .anthropic_wire import read_message, sse_events
+from .gcp_auth import GoogleTokens, load_credentials
+from .http import DEFAULT_CONNECT_TIMEOUT, UpstreamSession
+from .settings import VertexSettings
+
+T = TypeVar("T")
+
+MULTI_REGION_HOSTS = {
+    "global": "https://aiplatform.googleapis.com",
+    "us": "https://aiplatform.us.rep.googleapis.com",
+    "eu": "https://aiplatform.eu.rep.googleapis.com",
+}
+PASSED_HEADERS = frozenset({"anthropic-beta"})
+
+
+def vertex_host(region: str, base_url: str = "") -> str:
+    """The scheme and host (and any path prefix) that ``/v1/projects/...`` is appended to."""
+    if base_url:
+        host = base_url.rstrip("/")
+        return host.removesuffix("/v1")
+    return MULTI_REGION_HOSTS.get(region, f"https://{region}-aiplatform.googleapis.com")
+
+
+def model_path(project: str, region: str, model: str, *, stream: bool) -> str:
+    """The path of a model's rawPredict (or streamRawPredict) method."""
+    method = "streamRawPredict" if stream else "rawPredict"
+    return f"{_publisher(project, region)}/models/{quote(model, safe='@')}:{method}"
+
+
+def count_tokens_path(project: str, region: str) -> str:
+    return f"{_publisher(project, region)}/models/count-tokens:rawPredict"
+
+
+def _publisher(project: str, region: str) -> str:
+    return f"/v1/projects/{quote(project, safe='')}/locations/{region}/publishers/anthropic"
+
+
+def request_body(call: Call, version: str, *, stream: bool) -> bytes:
+    """The rawPredict body: the caller's Messages body without ``model``."""
+    doc: dict[str, Any]
+    if call.raw_body is not None:
+        doc = orjson.loads(call.raw_body)
+    else:
+        doc = msgspec.to_builtins(call.request)
+    doc.pop("model", None)
+    if stream:
+        doc["stream"] = True
+    else:
+        doc.pop("stream", None)
+    doc.setdefault("anthropic_version", version)
+    return orjson.dumps(doc)
+
+
+class VertexBackend:
+    kind = "vertex"
+
+    def __init__(
+        self, name: str, config: VertexSettings, *, tokens: GoogleTokens | None = None
+    ) -> None:
+        self.name = name
+        self._project = config.project
+        self._region = config.region
+        self._version = config.anthropic_version
+        host = vertex_host(config.region, config.base_url)
+        self._client = UpstreamSession.for_backend(
+            msgspec.structs.replace(config, base_url=host), {}
+        )
+        self._tokens = tokens or GoogleTokens(
+            name, lambda: load_credentials(config.credentials_file)
+        )
+
+    def _headers(self, call: Call | None) -> dict[str, str]:
+        headers = {"x-request-id": call.request_id} if call is not None else {}
+        if call is not None:
+            for key, value in call.passthrough_headers:
+                if key.lower() in PASSED_HEADERS:
+                    headers[key] = value
+        return headers
+
+    async def _authorised(self, send: Callable[[str], Awaitable[T]]) -> T:
+        """``send(token)``, again with a refreshed token after a 401; a second 401 is AUTH."""
+        token = await self._tokens.token()
+        try:
+            return await send(token)
+        except UpstreamError as exc:
+            if exc.status != 401:
+                raise
+        token = await self._tokens.refresh(token)
+        try:
+            return await send(token)
+        except UpstreamError as exc:
+            if exc.status != 401:
+                raise
+            raise UpstreamError(
+                f"{self.name}: Vertex AI refused the access token after a refresh "
+                f"(HTTP 401): {exc.message}",
+                kind=FailureKind.AUTH,
+                backend=self.name,
+            ) from exc
+
+    async def create(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> Message:
+        path = model_path(self._project, self._region, model, stream=False)
+        body = request_body(call, self._version, stream=False)
+        headers = self._headers(call)
+
+        def send(token: str) -> Awaitable[bytes]:
+            return self._client.post_json(
+                self.name,
+                path,
+                body,
+                {**headers, "authorization": f"Bearer {token}"},
+                error_from_google,
+                connect_timeout,
+            )
+
+        return read_message(self.name, await self._authorised(send))
+
+    def stream(
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        return sse_events(self.name, self._frames(call, model, connect_timeout))
+
+    async def _frames(
+        self, call: Call, model: str, connect_timeout: float
+    ) -> AsyncGenerator[list[SSEFrame] | None, None]:
+        """The SSE batches of streamRawPredict; the first is read under ``_authorised`` so that
+        a 401 (which comes before any event) can be retried with a new token."""
+        path = model_path(self._project, self._region, model, stream=True)
+        body = request_body(call, self._version, stream=True)
+        headers = self._headers(call)
+
+        async def open_stream(
+            token: str,
+        ) -> tuple[AsyncGenerator[list[SSEFrame] | None, None], list[SSEFrame] | None]:
+            frames = self._client.post_sse(
+                self.name,
+                path,
+                body,
+                {**headers, "authorization": f"Bearer {token}"},
+                error_from_google,
+                connect_timeout,
+            )
+            try:
+                return frames, await anext(frames)
+            except BaseException:
+                await frames.aclose()
+                raise
+
+        frames, first = await self._authorised(open_stream)
+        try:
+            yield first
+            async for batch in frames:
+                yield batch
+        finally:
+            await frames.aclose()
+
+    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
+        doc = msgspec.to_builtins(msgspec.structs.replace(request, model=model))
+        doc.setdefault("anthropic_version", self._version)
+        body = orjson.dumps(doc)
+        path = count_tokens_path(self._project, self._region)
+
+        def send(token: str) -> Awaitable[bytes]:
+            return self._client.post_json(
+                self.name,
+                path,
+                body,
+                {"authorization": f"Bearer {token}"},
+                error_from_google,
+                DEFAULT_CONNECT_TIMEOUT,
+            )
+
+        content = await self._authorised(send)
+        try:
+            return TokenCount(input_tokens=int(orjson.loads(content)["input_tokens"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(
+                f"{self.name}: unreadable token count",
+                kind=FailureKind.INVALID_RESPONSE,
+                backend=self.name,
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
