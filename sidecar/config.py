@@ -4,8 +4,9 @@
 ``env:VAR`` and ``os.environ/VAR`` values, and converts the result into frozen msgspec structs,
 so every wrong key or type fails at start with the file, the path inside it and what was
 expected (``ConfigError``). Without a file it builds a configuration from ``OPENAI_API_KEY`` /
-``OPENAI_BASE_URL`` / ``ANTHROPIC_API_KEY`` (+ ``BIG_MODEL`` / ``SMALL_MODEL``), and with nothing
-at all it serves from the built-in ``demo`` backend.
+``OPENAI_BASE_URL`` / ``ANTHROPIC_API_KEY`` (+ ``BIG_MODEL`` / ``SMALL_MODEL``), Vertex AI's
+``GOOGLE_CLOUD_PROJECT`` (or ``ANTHROPIC_VERTEX_PROJECT_ID``) + ``CLOUD_ML_REGION``, and with
+nothing at all it serves from the built-in ``demo`` backend.
 
 A chain is written either as a plain list of targets or as ``{targets: [...], policy: {...}}``;
 chain policies are merged over the top-level ``policy`` here, so the engine sees one resolved
@@ -256,6 +257,13 @@ def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             "base_url": environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
             "api_key": "env:ANTHROPIC_API_KEY",
         }
+    # The variables anthropic's AnthropicVertex (and Claude Code) read; the project may also
+    # come from GOOGLE_CLOUD_PROJECT, as for every Google client. Credentials: ADC.
+    project = environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or environ.get("GOOGLE_CLOUD_PROJECT")
+    if project and environ.get("CLOUD_ML_REGION"):
+        backends["vertex"] = {"kind": "vertex", "project": project}
+        backends["vertex"]["region"] = environ["CLOUD_ML_REGION"]
+        backends["vertex"]["base_url"] = environ.get("ANTHROPIC_VERTEX_BASE_URL", "")
     if not backends:
         return {"backends": {"demo": {"kind": "demo"}}}
     doc: dict[str, Any] = {"backends": backends}

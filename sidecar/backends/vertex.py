@@ -100,14 +100,19 @@ class VertexBackend:
     kind = "vertex"
 
     def __init__(
-        self, name: str, config: VertexSettings, *, tokens: GoogleTokens | None = None
+        self,
+        name: str,
+        config: VertexSettings,
+        *,
+        tokens: GoogleTokens | None = None,
+        session: UpstreamSession | None = None,  # tests inject a scripted one
     ) -> None:
         self.name = name
         self._project = config.project
         self._region = config.region
         self._version = config.anthropic_version
         host = vertex_host(config.region, config.base_url)
-        self._client = UpstreamSession.for_backend(
+        self._client = session or UpstreamSession.for_backend(
             msgspec.structs.replace(config, base_url=host), {}
         )
         self._tokens = tokens or GoogleTokens(

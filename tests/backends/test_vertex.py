@@ -1,0 +1,605 @@
+"""kind: vertex in-process: hosts and paths, the body, headers, error mapping, the 401 refresh,
+and the token cache driven by fake clocks (``sidecar.backends.vertex``, ``gcp_auth``,
+``translate.google_errors``). The scripted session stands in for ``UpstreamSession``; the real
+one, the real google-auth and a real fake Vertex are in tests/integration/test_vertex.py."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from google.auth import exceptions as auth_errors
+
+from sidecar.backends import build_backend
+from sidecar.backends.gcp_auth import REFRESH_MARGIN, UNKNOWN_LIFETIME, GoogleTokens
+from sidecar.backends.settings import VertexSettings
+from sidecar.backends.vertex import VertexBackend, count_tokens_path, model_path, vertex_host
+from sidecar.config import ConfigError, build_config
+from sidecar.engine.classify import Verdict, classify
+from sidecar.engine.policy import Policy
+from sidecar.errors import FailureKind, UpstreamError
+from sidecar.model import Call, MessageStop, count_tokens_decoder, request_decoder
+from sidecar.translate.google_errors import error_from_google
+from sidecar.translate.sse import SSEDecoder, SSEFrame
+
+BODY = {"model": "claude-x", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-x",
+    "content": [{"type": "text", "text": "hello"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
+EVENTS = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+    b'"role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,'
+    b'"usage":{"input_tokens":1,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"hello"}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn",'
+    b'"stop_sequence":null},"usage":{"output_tokens":1}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+
+
+def google_body(status: int, name: str) -> bytes:
+    return orjson.dumps({"error": {"code": status, "message": f"m {name}", "status": name}})
+
+
+# --------------------------------------------------------------------------- hosts and paths
+
+
+@pytest.mark.parametrize(
+    ("region", "base_url", "host"),
+    [
+        pytest.param("us-east5", "", "https://us-east5-aiplatform.googleapis.com", id="region"),
+        pytest.param(
+            "europe-west1", "", "https://europe-west1-aiplatform.googleapis.com", id="europe"
+        ),
+        pytest.param("global", "", "https://aiplatform.googleapis.com", id="global"),
+        pytest.param("us", "", "https://aiplatform.us.rep.googleapis.com", id="multi-region-us"),
+        pytest.param("eu", "", "https://aiplatform.eu.rep.googleapis.com", id="multi-region-eu"),
+        pytest.param("us-east5", "http://127.0.0.1:9", "http://127.0.0.1:9", id="base-url"),
+        pytest.param("us-east5", "http://127.0.0.1:9/v1", "http://127.0.0.1:9", id="base-url-v1"),
+        pytest.param("global", "https://proxy/vertex/v1/", "https://proxy/vertex", id="prefix-v1/"),
+    ],
+)
+def test_host(region: str, base_url: str, host: str) -> None:
+    assert vertex_host(region, base_url) == host
+
+
+@pytest.mark.parametrize(
+    ("model", "stream", "path"),
+    [
+        pytest.param(
+            "claude-sonnet-4-5@20250929",
+            False,
+            "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/"
+            "claude-sonnet-4-5@20250929:rawPredict",
+            id="raw",
+        ),
+        pytest.param(
+            "claude-x",
+            True,
+            "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/"
+            "claude-x:streamRawPredict",
+            id="stream",
+        ),
+        pytest.param(
+            "a/b:c",
+            False,
+            "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/a%2Fb%3Ac:rawPredict",
+            id="escaped",
+        ),
+    ],
+)
+def test_model_path(model: str, stream: bool, path: str) -> None:
+    assert model_path("proj", "us-east5", model, stream=stream) == path
+
+
+def test_count_tokens_path() -> None:
+    assert count_tokens_path("proj", "global") == (
+        "/v1/projects/proj/locations/global/publishers/anthropic/models/count-tokens:rawPredict"
+    )
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        pytest.param({"region": "us-east5"}, "project", id="no-project"),
+        pytest.param({"project": "p"}, "region", id="no-region"),
+        pytest.param({"project": "p", "region": "evil.com/x"}, "region", id="bad-region"),
+        pytest.param({"project": "P Q", "region": "us-east5"}, "project", id="bad-project"),
+        pytest.param(
+            {"project": "p", "region": "us-east5", "credentials_file": "/nonexistent.json"},
+            "credentials_file",
+            id="missing-credentials-file",
+        ),
+        pytest.param(
+            {"project": "p", "region": "us-east5", "api_key": "k"}, "api_key", id="unknown-key"
+        ),
+    ],
+)
+def test_bad_settings_name_the_field(doc: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as info:
+        build_config({"backends": {"v": {"kind": "vertex", **doc}}}, "test.yaml", {})
+    assert "backends.v" in str(info.value)
+
+
+async def test_a_complete_config_loads_and_builds(tmp_path: Path) -> None:
+    key = tmp_path / "sa.json"
+    key.write_text("{}")
+    doc = {
+        "kind": "vertex",
+        "project": "my-proj",
+        "region": "us-east5",
+        "credentials_file": str(key),
+        "anthropic_version": "vertex-2023-10-16",
+        "base_url": "http://127.0.0.1:9/v1",
+    }
+    config = build_config({"backends": {"v": doc}}, "test.yaml", {})
+    settings = config.backends["v"]
+    assert isinstance(settings, VertexSettings)
+    assert settings.kind == "vertex"
+    assert "sa.json" not in repr(settings)
+    backend = build_backend("v", settings)
+    assert backend.kind == "vertex"
+    await backend.aclose()
+
+
+# --------------------------------------------------------------------------- a scripted session
+
+
+class ScriptedSession:
+    """Stands in for ``UpstreamSession``: answers from a list, records each request."""
+
+    def __init__(self, *answers: tuple[int, bytes]) -> None:
+        self.answers = list(answers)
+        self.requests: list[dict[str, Any]] = []
+
+    def _answer(self, path: str, body: bytes, headers: Mapping[str, str], to_error: Any) -> bytes:
+        self.requests.append({"path": path, "body": orjson.loads(body), "headers": dict(headers)})
+        status, content = self.answers.pop(0)
+        if status >= 400:
+            raise to_error(status, content, {})
+        return content
+
+    async def post_json(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: Any,
+        *_: Any,
+    ) -> bytes:
+        return self._answer(path, body, headers, to_error)
+
+    async def post_sse(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: Any,
+        *_: Any,
+    ) -> AsyncGenerator[list[SSEFrame] | None, None]:
+        content = self._answer(path, body, headers, to_error)
+        decoder = SSEDecoder()
+        yield decoder.feed(content)
+        yield None
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FakeCredentials:
+    """google-auth credentials whose refresh mints ``tok-N`` valid for ``lifetime`` seconds."""
+
+    def __init__(self, clock: FakeClock, lifetime: float | None = 3600.0) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.refreshes = 0
+        self.token: str | None = None
+        self.expiry: datetime.datetime | None = None
+        self.fail: Exception | None = None
+
+    def refresh(self, request: Any) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.refreshes += 1
+        self.token = f"tok-{self.refreshes}"
+        if self.lifetime is not None:
+            self.expiry = self.clock.utcnow() + datetime.timedelta(seconds=self.lifetime)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def utcnow(self) -> datetime.datetime:
+        return datetime.datetime(2026, 1, 1) + datetime.timedelta(seconds=self.now)
+
+
+def tokens_for(credentials: FakeCredentials, clock: FakeClock) -> GoogleTokens:
+    return GoogleTokens("v", lambda: credentials, clock=clock.monotonic, utcnow=clock.utcnow)
+
+
+def backend_with(
+    session: ScriptedSession, **settings: Any
+) -> tuple[VertexBackend, FakeCredentials, FakeClock]:
+    clock = FakeClock()
+    credentials = FakeCredentials(clock)
+    config = VertexSettings(project="proj", region="us-east5", **settings)
+    backend = VertexBackend(
+        "v",
+        config,
+        tokens=tokens_for(credentials, clock),
+        session=session,  # type: ignore[arg-type]
+    )
+    return backend, credentials, clock
+
+
+def call(body: dict[str, Any] | None = None, *, raw: bool = True, **fields: Any) -> Call:
+    data = orjson.dumps(body or BODY)
+    return Call(
+        request=request_decoder.decode(data),
+        request_id="req-1",
+        raw_body=data if raw else None,
+        **fields,
+    )
+
+
+# --------------------------------------------------------------------------- request building
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "stream", "expected"),
+    [
+        pytest.param(
+            {**BODY, "future_field": {"x": 1}},
+            True,
+            False,
+            {**BODY, "future_field": {"x": 1}, "anthropic_version": "2026-10-21"},
+            id="raw-keeps-unknown-fields",
+        ),
+        pytest.param(
+            {**BODY, "stream": True},
+            True,
+            False,
+            {**BODY, "anthropic_version": "2026-10-21"},
+            id="raw-create-drops-stream",
+        ),
+        pytest.param(
+            BODY,
+            True,
+            True,
+            {**BODY, "stream": True, "anthropic_version": "2026-10-21"},
+            id="raw-stream-keeps-stream-true",
+        ),
+        pytest.param(
+            {**BODY, "anthropic_version": "vertex-2023-10-16"},
+            True,
+            False,
+            {**BODY, "anthropic_version": "vertex-2023-10-16"},
+            id="the-callers-version-wins",
+        ),
+        pytest.param(
+            BODY, False, False, {**BODY, "anthropic_version": "2026-10-21"}, id="typed-request"
+        ),
+    ],
+)
+async def test_body(
+    body: dict[str, Any], raw: bool, stream: bool, expected: dict[str, Any]
+) -> None:
+    answer = EVENTS if stream else orjson.dumps(MESSAGE)
+    session = ScriptedSession((200, answer))
+    backend, _, _ = backend_with(session)
+    if stream:
+        async for _ in backend.stream(call(body, raw=raw), "claude-up", [], connect_timeout=1):
+            pass
+    else:
+        await backend.create(call(body, raw=raw), "claude-up", [], connect_timeout=1)
+    (request,) = session.requests
+    expected = {k: v for k, v in expected.items() if k != "model"}
+    assert request["body"] == expected
+    method = "streamRawPredict" if stream else "rawPredict"
+    assert request["path"].endswith(f"/models/claude-up:{method}")
+
+
+async def test_headers_bearer_token_and_betas_only() -> None:
+    session = ScriptedSession((200, orjson.dumps(MESSAGE)))
+    backend, _, _ = backend_with(session)
+    passthrough = (("anthropic-version", "2023-06-01"), ("anthropic-beta", "context-1m"))
+    await backend.create(call(passthrough_headers=passthrough), "m", [], connect_timeout=1)
+    headers = session.requests[0]["headers"]
+    assert headers["authorization"] == "Bearer tok-1"
+    assert headers["anthropic-beta"] == "context-1m"
+    assert "anthropic-version" not in headers  # Vertex takes the version in the body
+    assert headers["x-request-id"] == "req-1"
+
+
+async def test_stream_events_end_with_message_stop() -> None:
+    backend, _, _ = backend_with(ScriptedSession((200, EVENTS)))
+    events = [
+        e async for batch in backend.stream(call(), "m", [], connect_timeout=1) for e in batch
+    ]
+    assert [type(e).__struct_config__.tag for e in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert isinstance(events[-1], MessageStop)
+
+
+async def test_count_tokens_is_exact() -> None:
+    session = ScriptedSession((200, b'{"input_tokens": 42}'))
+    backend, _, _ = backend_with(session)
+    request = count_tokens_decoder.decode(orjson.dumps(BODY))
+    count = await backend.count_tokens(request, "claude-up")
+    assert count.input_tokens == 42 and not count.estimated
+    (sent,) = session.requests
+    assert sent["path"].endswith("/publishers/anthropic/models/count-tokens:rawPredict")
+    assert sent["body"]["model"] == "claude-up"
+    assert sent["body"]["anthropic_version"] == "2026-10-21"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+DEFAULT = Policy()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_type", "verdict"),
+    [
+        pytest.param(
+            429,
+            google_body(429, "RESOURCE_EXHAUSTED"),
+            "rate_limit_error",
+            Verdict.MOVE_ON,
+            id="429-resource-exhausted",
+        ),
+        pytest.param(
+            503,
+            google_body(503, "UNAVAILABLE"),
+            "overloaded_error",
+            Verdict.MOVE_ON,
+            id="503-unavailable",
+        ),
+        pytest.param(
+            500, google_body(500, "INTERNAL"), "api_error", Verdict.MOVE_ON, id="500-internal"
+        ),
+        pytest.param(
+            504,
+            google_body(504, "DEADLINE_EXCEEDED"),
+            "timeout_error",
+            Verdict.MOVE_ON,
+            id="504-deadline",
+        ),
+        pytest.param(
+            400,
+            google_body(400, "INVALID_ARGUMENT"),
+            "invalid_request_error",
+            Verdict.STOP,
+            id="400-invalid-argument",
+        ),
+        pytest.param(
+            403,
+            google_body(403, "PERMISSION_DENIED"),
+            "permission_error",
+            Verdict.STOP,
+            id="403-permission-denied",
+        ),
+        pytest.param(
+            404, google_body(404, "NOT_FOUND"), "not_found_error", Verdict.STOP, id="404-not-found"
+        ),
+        pytest.param(
+            529,
+            b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+            "overloaded_error",
+            Verdict.MOVE_ON,
+            id="anthropic-shaped-529",
+        ),
+        pytest.param(
+            400,
+            b'{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}',
+            "invalid_request_error",
+            Verdict.STOP,
+            id="anthropic-shaped-400",
+        ),
+        pytest.param(
+            429,
+            b"[" + google_body(429, "RESOURCE_EXHAUSTED") + b"]",
+            "rate_limit_error",
+            Verdict.MOVE_ON,
+            id="google-list",
+        ),
+        pytest.param(502, b"<html>bad gateway</html>", "api_error", Verdict.MOVE_ON, id="html"),
+    ],
+)
+async def test_errors(status: int, body: bytes, error_type: str, verdict: Verdict) -> None:
+    direct = error_from_google(status, body, {})
+    assert direct.error_type == error_type
+    backend, _, _ = backend_with(ScriptedSession((status, body)))
+    with pytest.raises(UpstreamError) as info:
+        await backend.create(call(), "m", [], connect_timeout=1)
+    assert info.value.status == status
+    assert info.value.error_type == error_type
+    assert classify(info.value, DEFAULT) is verdict
+
+
+def test_google_message_is_kept_and_retry_after_read() -> None:
+    error = error_from_google(429, google_body(429, "RESOURCE_EXHAUSTED"), {"retry-after": "3"})
+    assert error.message == "m RESOURCE_EXHAUSTED"
+    assert error.retry_after == 3.0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_a_401_refreshes_the_token_and_tries_once_more(stream: bool) -> None:
+    answer = EVENTS if stream else orjson.dumps(MESSAGE)
+    session = ScriptedSession((401, google_body(401, "UNAUTHENTICATED")), (200, answer))
+    backend, credentials, _ = backend_with(session)
+    if stream:
+        async for _ in backend.stream(call(), "m", [], connect_timeout=1):
+            pass
+    else:
+        await backend.create(call(), "m", [], connect_timeout=1)
+    tokens = [r["headers"]["authorization"] for r in session.requests]
+    assert tokens == ["Bearer tok-1", "Bearer tok-2"]
+    assert credentials.refreshes == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_a_second_401_is_this_targets_auth_failure(stream: bool) -> None:
+    refused = (401, google_body(401, "UNAUTHENTICATED"))
+    session = ScriptedSession(refused, refused)
+    backend, credentials, _ = backend_with(session)
+    with pytest.raises(UpstreamError) as info:
+        if stream:
+            async for _ in backend.stream(call(), "m", [], connect_timeout=1):
+                pass
+        else:
+            await backend.create(call(), "m", [], connect_timeout=1)
+    assert info.value.kind is FailureKind.AUTH
+    assert info.value.backend == "v"
+    assert classify(info.value, DEFAULT) is Verdict.MOVE_ON
+    assert info.value.error_type == "api_error"  # not the caller's authentication problem
+    assert "tok-" not in info.value.message
+    assert len(session.requests) == 2 and credentials.refreshes == 2
+
+
+# --------------------------------------------------------------------------- the token cache
+
+
+async def test_a_token_is_reused_until_shortly_before_expiry() -> None:
+    clock = FakeClock()
+    credentials = FakeCredentials(clock, lifetime=3600.0)
+    tokens = tokens_for(credentials, clock)
+    assert await tokens.token() == "tok-1"
+    clock.now += 3600.0 - REFRESH_MARGIN - 1
+    assert await tokens.token() == "tok-1"
+    clock.now += 2
+    assert await tokens.token() == "tok-2"
+    assert credentials.refreshes == 2
+    assert "tok" not in repr(tokens)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "fresh_for"),
+    [
+        pytest.param(3600.0, 3600.0 - REFRESH_MARGIN, id="an-hour:margin"),
+        pytest.param(40.0, 30.0, id="short-lived:a-quarter-of-its-life"),
+        pytest.param(None, UNKNOWN_LIFETIME * 0.75, id="no-expiry"),
+    ],
+)
+async def test_how_long_a_token_is_fresh(lifetime: float | None, fresh_for: float) -> None:
+    clock = FakeClock()
+    credentials = FakeCredentials(clock, lifetime=lifetime)
+    tokens = tokens_for(credentials, clock)
+    await tokens.token()
+    clock.now += fresh_for - 0.5
+    await tokens.token()
+    assert credentials.refreshes == 1
+    clock.now += 1.0
+    await tokens.token()
+    assert credentials.refreshes == 2
+
+
+async def test_one_refresh_at_a_time_for_concurrent_callers() -> None:
+    clock = FakeClock()
+    credentials = FakeCredentials(clock)
+    tokens = tokens_for(credentials, clock)
+    got = await asyncio.gather(*(tokens.token() for _ in range(8)))
+    assert got == ["tok-1"] * 8
+    assert credentials.refreshes == 1
+
+
+async def test_refresh_of_a_stale_token_that_another_caller_replaced_fetches_nothing() -> None:
+    clock = FakeClock()
+    credentials = FakeCredentials(clock)
+    tokens = tokens_for(credentials, clock)
+    first = await tokens.token()
+    second = await tokens.refresh(first)  # a 401 on the first token
+    assert second == "tok-2"
+    assert await tokens.refresh(first) == "tok-2"  # a second caller's 401 on the same token
+    assert credentials.refreshes == 2
+
+
+async def test_the_refresh_runs_off_the_event_loop() -> None:
+    loop_thread: list[Any] = []
+
+    class Recording(FakeCredentials):
+        def refresh(self, request: Any) -> None:
+            loop_thread.append(threading.current_thread())
+            super().refresh(request)
+
+    clock = FakeClock()
+    tokens = tokens_for(Recording(clock), clock)
+    await tokens.token()
+    assert loop_thread and loop_thread[0] is not threading.current_thread()
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        pytest.param(
+            auth_errors.RefreshError("invalid_grant: Invalid JWT Signature."),
+            FailureKind.AUTH,
+            id="refused-grant",
+        ),
+        pytest.param(
+            auth_errors.TransportError("connection refused"),
+            FailureKind.CONNECT,
+            id="token-endpoint-down",
+        ),
+        pytest.param(
+            auth_errors.DefaultCredentialsError("no ADC"),
+            FailureKind.AUTH,
+            id="no-credentials",
+        ),
+    ],
+)
+async def test_credential_failures_are_this_targets_failure(
+    failure: Exception, kind: FailureKind
+) -> None:
+    clock = FakeClock()
+    credentials = FakeCredentials(clock)
+    credentials.fail = failure
+    tokens = tokens_for(credentials, clock)
+    with pytest.raises(UpstreamError) as info:
+        await tokens.token()
+    assert info.value.kind is kind
+    assert classify(info.value, DEFAULT) is Verdict.MOVE_ON
+    assert "Google credentials" in info.value.message
+
+
+async def test_missing_credentials_when_loading_are_an_auth_failure() -> None:
+    def load() -> Any:
+        raise auth_errors.DefaultCredentialsError("Your default credentials were not found")
+
+    tokens = GoogleTokens("v", load)
+    with pytest.raises(UpstreamError, match="no Google credentials found") as info:
+        await tokens.token()
+    assert info.value.kind is FailureKind.AUTH
