@@ -32,25 +32,37 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VertexFake]:
     up.close()
 
 
+OPEN: list[anthropic.AnthropicVertex] = []
+
+
 @pytest.fixture
 def vertex(fake: VertexFake, monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexFake]:
     apply_google_env(monkeypatch)
     fake.reset()
     fake.tokens(expires_in=3600)
     yield fake
+    while OPEN:
+        OPEN.pop().close()
 
 
 def client(fake: VertexFake, credentials_file: Path | None = None) -> anthropic.AnthropicVertex:
     credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(credentials_file or fake.credentials_file), scopes=SCOPES
     )
-    return anthropic.AnthropicVertex(
-        region="us-east5",
-        project_id=PROJECT,
-        credentials=credentials,
-        base_url=f"{fake.base_url}/v1",
-        max_retries=0,
+    return opened(
+        anthropic.AnthropicVertex(
+            region="us-east5",
+            project_id=PROJECT,
+            credentials=credentials,
+            base_url=f"{fake.base_url}/v1",
+            max_retries=0,
+        )
     )
+
+
+def opened(c: anthropic.AnthropicVertex) -> anthropic.AnthropicVertex:
+    OPEN.append(c)
+    return c
 
 
 def ask(c: anthropic.AnthropicVertex, text: str = "hello there", **extra: Any) -> Any:
@@ -138,12 +150,14 @@ def test_only_tokens_it_issued_are_accepted(
         token = vertex.token_requests()[-1]["issued"]
     if revoke:
         vertex.tokens(revoke=True)
-    c = anthropic.AnthropicVertex(
-        region="us-east5",
-        project_id=PROJECT,
-        access_token=token,
-        base_url=f"{vertex.base_url}/v1",
-        max_retries=0,
+    c = opened(
+        anthropic.AnthropicVertex(
+            region="us-east5",
+            project_id=PROJECT,
+            access_token=token,
+            base_url=f"{vertex.base_url}/v1",
+            max_retries=0,
+        )
     )
     with pytest.raises(anthropic.AuthenticationError) as info:
         ask(c)

@@ -43,7 +43,8 @@ def google_env(extra: dict[str, str] | None = None) -> dict[str, str | None]:
         k: None for k in os.environ if k.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))
     }
     dead = f"127.0.0.1:{dead_port()}"
-    env.update({"GCE_METADATA_HOST": dead, "GCE_METADATA_IP": dead, "NO_GCE_CHECK": "True"})
+    # google-auth skips the metadata-server probe only for exactly "true" (lower case).
+    env.update({"GCE_METADATA_HOST": dead, "GCE_METADATA_IP": dead, "NO_GCE_CHECK": "true"})
     # No gcloud user credentials from the home directory either.
     env["CLOUDSDK_CONFIG"] = "/nonexistent-gcloud-config"
     env.update(extra or {})
