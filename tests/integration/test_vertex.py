@@ -30,7 +30,7 @@ MODEL = "claude-sonnet-4-5@20250929"
 PREFIX = f"/v1/projects/{PROJECT}/locations"
 
 
-def config(fake: VertexFake) -> dict[str, Any]:
+def config(fake: VertexFake, upstream_url: str = "http://127.0.0.1:9") -> dict[str, Any]:
     def vertex(region: str) -> dict[str, Any]:
         return {
             "kind": "vertex",
@@ -43,10 +43,19 @@ def config(fake: VertexFake) -> dict[str, Any]:
     return {
         "server": {"http": "127.0.0.1:0", "grpc": "127.0.0.1:0", "grace": 5},
         "policy": {"ttft_timeout": 10, "idle_timeout": 10, "timeout": 30},
-        "backends": {"vertex": vertex("us-east5"), "vertex-eu": vertex("europe-west1")},
+        "backends": {
+            "vertex": vertex("us-east5"),
+            "vertex-eu": vertex("europe-west1"),
+            "anthropic": {"kind": "anthropic", "base_url": upstream_url, "api_key": "sk-ant-x"},
+        },
         "chains": {
             "default": [{"backend": "vertex", "model": MODEL}, {"backend": "vertex-eu"}],
+            "cross": [
+                {"backend": "anthropic", "model": "claude-sonnet-4-5"},
+                {"backend": "vertex", "model": MODEL},
+            ],
         },
+        "routes": [{"match": "cross-*", "chain": "cross"}],
     }
 
 
@@ -58,8 +67,10 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VertexFake]:
 
 
 @pytest.fixture(scope="module")
-def module_sidecar(fake: VertexFake, module_sidecar_factory: Callable[..., Any]) -> Any:
-    return module_sidecar_factory(config(fake), env=google_env())
+def module_sidecar(
+    fake: VertexFake, module_upstream: Any, module_sidecar_factory: Callable[..., Any]
+) -> Any:
+    return module_sidecar_factory(config(fake, module_upstream.base_url), env=google_env())
 
 
 @pytest.fixture
@@ -90,17 +101,19 @@ def stub(sidecar: Any) -> Iterator[spb_grpc.MessagesServiceStub]:
         yield spb_grpc.MessagesServiceStub(channel)
 
 
-def ask(client: anthropic.Anthropic, text: str = "hello there", **extra: Any) -> Any:
+def ask(
+    client: anthropic.Anthropic, text: str = "hello there", model: str = "claude-any", **extra: Any
+) -> Any:
     return client.messages.with_raw_response.create(
-        model="claude-any", max_tokens=64, messages=[{"role": "user", "content": text}], **extra
+        model=model, max_tokens=64, messages=[{"role": "user", "content": text}], **extra
     )
 
 
-def grpc_request(text: str) -> spb.CreateMessageRequest:
+def grpc_request(text: str, model: str = "claude-any") -> spb.CreateMessageRequest:
     message = pb.InputMessage(
         role=pb.ROLE_USER, content=[pb.ContentBlock(text=pb.TextBlock(text=text))]
     )
-    return spb.CreateMessageRequest(model="claude-any", max_tokens=64, messages=[message])
+    return spb.CreateMessageRequest(model=model, max_tokens=64, messages=[message])
 
 
 def test_create_over_http(client: anthropic.Anthropic, vertex: VertexFake) -> None:
@@ -267,3 +280,43 @@ def test_no_credentials_is_this_targets_failure(
     (line,) = [json.loads(x) for x in sidecar.log_lines() if '"event":"request"' in x]
     assert [a["result"] for a in line["attempts"]] == ["auth", "ok"]  # logged as an auth problem
     assert "ya29." not in "\n".join(sidecar.log_lines())  # tokens never logged
+
+
+@pytest.mark.parametrize("surface", ["http", "grpc"])
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_anthropic_503_then_vertex_answers(
+    client: anthropic.Anthropic,
+    stub: spb_grpc.MessagesServiceStub,
+    upstream: Any,
+    vertex: VertexFake,
+    surface: str,
+    stream: bool,
+) -> None:
+    upstream.control.script({"status": 503})
+    if surface == "http" and stream:
+        with client.messages.stream(
+            model="cross-claude", max_tokens=64, messages=[{"role": "user", "content": "a b"}]
+        ) as events:
+            text = "".join(events.text_stream)
+            assert events.response.headers["x-anyllm-backend"] == "vertex"
+    elif surface == "http":
+        raw = ask(client, "a b", model="cross-claude")
+        text = raw.parse().content[0].text
+        assert raw.headers["x-anyllm-backend"] == "vertex"
+    elif stream:
+        responses = stub.StreamMessage(grpc_request("a b", model="cross-claude"))
+        text = "".join(
+            e.content_block_delta.text_delta
+            for e in responses
+            if e.WhichOneof("event") == "content_block_delta"
+        )
+        assert dict(responses.initial_metadata())["x-anyllm-backend"] == "vertex"
+    else:
+        message, call = stub.CreateMessage.with_call(grpc_request("a b", model="cross-claude"))
+        text = message.content[0].text.text
+        assert dict(call.trailing_metadata())["x-anyllm-backend"] == "vertex"
+    assert text == "echo: a b"
+    (failed,) = upstream.control.log()
+    assert failed["status"] == 503
+    (answered,) = vertex.model_requests()
+    assert answered["status"] == 200
