@@ -137,6 +137,7 @@ class Tool(msgspec.Struct, frozen=True, omit_defaults=True):
     type: str | None = None
     cache_control: CacheControl | None = None
     defer_loading: bool | None = None  # a placeholder the client loads later (Claude Code)
+    strict: bool | None = None  # structured outputs: the tool's input follows the schema exactly
 
 
 class ToolChoiceAuto(msgspec.Struct, frozen=True, omit_defaults=True, tag="auto", tag_field="type"):
@@ -183,6 +184,7 @@ ThinkingConfig = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 class OutputConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     effort: str | None = None  # low | medium | high | max
+    format: dict[str, Any] | None = None
 
 
 class RequestMetadata(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -333,13 +335,26 @@ StreamEvent = (
 )
 
 
-def is_content_event(event: StreamEvent) -> bool:
+def is_content_event(event: StreamEvent | RawEvent) -> bool:
     """True for events that carry real content: the first one is the streaming commit point.
 
-    A delta, or the start of a block that is content by itself (a tool call, a redacted
-    thinking block, or a text/thinking block that starts non-empty). ``message_start``,
-    pings and empty block starts are not: they are held back until content arrives.
+    A delta, or the start of a block that is content by itself (a tool call, a server tool's
+    block, a redacted thinking block, or a text/thinking block that starts non-empty).
+    ``message_start``, pings, empty block starts and event types we do not know are not: they
+    are held back until content arrives.
     """
+    if type(event) is RawEvent:
+        view = event.view
+        if view.type == "content_block_delta":
+            return True
+        if view.type != "content_block_start" or view.content_block is None:
+            return False
+        kind = view.content_block.type
+        if kind == "text":
+            return bool(view.content_block.text)
+        if kind == "thinking":
+            return bool(view.content_block.thinking)
+        return True
     if isinstance(event, ContentBlockDelta):
         return True
     if isinstance(event, ContentBlockStart):
@@ -350,6 +365,96 @@ def is_content_event(event: StreamEvent) -> bool:
             return bool(block.thinking)
         return True
     return False
+
+
+# --------------------------------------------------------------------------- relayed answers
+
+
+class BlockView(msgspec.Struct, frozen=True):
+    """What the engine reads of a content block it relays: its type, whether it has content."""
+
+    type: str
+    text: str | None = None
+    thinking: str | None = None
+
+
+class DeltaView(msgspec.Struct, frozen=True):
+    type: str | None = None  # content_block_delta's delta
+    stop_reason: str | None = None  # message_delta's delta
+
+
+class UsageView(msgspec.Struct, frozen=True):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class MessageView(msgspec.Struct, frozen=True):
+    type: str
+    stop_reason: str | None = None
+    usage: UsageView | None = None
+
+
+class ErrorView(msgspec.Struct, frozen=True):
+    type: str = "api_error"
+    message: str = ""
+
+
+class EventView(msgspec.Struct, frozen=True):
+    """The little the engine reads of one relayed stream event. Every value is an opaque
+    string or number: an event, block, delta type or stop reason this sidecar has never heard
+    of decodes as well as a known one, and fields it does not name are skipped."""
+
+    type: str
+    index: int | None = None
+    content_block: BlockView | None = None
+    delta: DeltaView | None = None
+    message: MessageView | None = None
+    usage: UsageView | None = None
+    error: ErrorView | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One event of an upstream's own Anthropic stream, to relay as the upstream sent it.
+
+    ``headers``: on the first event of a stream, the upstream response headers a caller
+    should see (``anthropic-*``, ``request-id``)."""
+
+    type: str
+    data: bytes  # the event's JSON, byte for byte
+    view: EventView
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawMessage:
+    """An upstream's own Anthropic answer, to relay as the upstream sent it."""
+
+    body: bytes  # the message JSON, byte for byte
+    view: MessageView
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# What a stream carries: our own events (translated), or an upstream's relayed as they are.
+StreamItem = StreamEvent | RawEvent
+# What ``create`` answers: our own message (translated), or an upstream's relayed as it is.
+Answer = Message | RawMessage
+
+
+def is_stop(event: StreamItem) -> bool:
+    """True for ``message_stop``, the end of a complete stream."""
+    if type(event) is RawEvent:
+        return event.type == "message_stop"
+    return type(event) is MessageStop
+
+
+def answer_usage(answer: Answer) -> tuple[int | None, int | None]:
+    """Input and output tokens of an answer, as far as it says."""
+    if type(answer) is RawMessage:
+        usage = answer.view.usage
+        return (None, None) if usage is None else (usage.input_tokens, usage.output_tokens)
+    assert isinstance(answer, Message)
+    return answer.usage.input_tokens, answer.usage.output_tokens
 
 
 # --------------------------------------------------------------------------- the call
@@ -368,9 +473,23 @@ class Call:
     # The caller's JSON body when it came over HTTP: relayed as is to a native upstream.
     raw_body: bytes | None = None
     surface: str = "http"  # which front door it came through (for metrics and logs)
-    # Types of content blocks left out of ``request`` because the model does not know them
-    # (still in ``raw_body`` for a native upstream).
-    unmodelled_blocks: tuple[str, ...] = ()
+    # What was left out of ``request`` because the model does not know it (``block:TYPE``,
+    # ``tool:TYPE``, ``thinking:TYPE``...): still in ``raw_body`` for a native upstream, named
+    # in the degradation list by a translating one.
+    unmodelled: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CountCall:
+    """One token-count request as the engine sees it (see ``Call``)."""
+
+    request: CountTokensRequest
+    request_id: str
+    chain: str | None = None
+    passthrough_headers: tuple[tuple[str, str], ...] = ()
+    raw_body: bytes | None = None
+    surface: str = "http"
+    unmodelled: tuple[str, ...] = ()
 
 
 # One decoder / encoder each, built once: msgspec compiles the type on construction.
@@ -378,4 +497,6 @@ request_decoder = msgspec.json.Decoder(MessagesRequest)
 count_tokens_decoder = msgspec.json.Decoder(CountTokensRequest)
 message_decoder = msgspec.json.Decoder(Message)
 event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)
+event_view_decoder = msgspec.json.Decoder(EventView)
+message_view_decoder = msgspec.json.Decoder(MessageView)
 json_encoder = msgspec.json.Encoder()

@@ -2,10 +2,12 @@
 
 A request that came over HTTP is sent upstream as the caller's own bytes (only ``model`` is
 rewritten when the chain names another upstream model), so fields this sidecar does not know
-still reach Anthropic. The caller's ``anthropic-version`` and ``anthropic-beta`` pass through;
-the key is the configured one, never the caller's. Stream frames are decoded into our event
-types so the engine can see the commit point and errors; event types we do not know are
-skipped rather than failing the stream.
+still reach Anthropic. Every ``anthropic-*`` header of the caller passes
+through (the key is the configured one, never the caller's), and Anthropic's ``anthropic-*`` and
+``request-id`` response headers come back. The answer and each stream event are relayed as the
+upstream sent them: ``anthropic_wire`` reads only what the engine needs, leniently, so a new
+stop reason, block or event type is never a failure. Token counting sends the caller's own
+count_tokens body.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import orjson
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import (
     Call,
-    CountTokensRequest,
-    Message,
-    StreamEvent,
+    CountCall,
+    RawMessage,
+    StreamItem,
     TokenCount,
     json_encoder,
 )
@@ -59,7 +61,8 @@ class AnthropicBackend:
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> Message:
+    ) -> RawMessage:
+        headers: list[tuple[str, str]] = []
         content = await self._client.post_json(
             self.name,
             "/v1/messages",
@@ -67,12 +70,14 @@ class AnthropicBackend:
             self._headers(call),
             error_from_anthropic,
             connect_timeout,
+            headers_out=headers,
         )
-        return read_message(self.name, content)
+        return read_message(self.name, content, tuple(headers))
 
     def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[list[StreamEvent], None]:
+    ) -> AsyncGenerator[list[StreamItem], None]:
+        headers: list[tuple[str, str]] = []
         frames = self._client.post_sse(
             self.name,
             "/v1/messages",
@@ -80,17 +85,23 @@ class AnthropicBackend:
             self._headers(call),
             error_from_anthropic,
             connect_timeout,
+            headers_out=headers,
         )
-        return sse_events(self.name, frames)
+        return sse_events(self.name, frames, headers)
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        body = json_encoder.encode(msgspec.structs.replace(request, model=model))
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        if call.raw_body is not None and model == call.request.model:
+            body = call.raw_body  # the caller's own fields (cache_control, betas...) all reach it
+        elif call.raw_body is not None:
+            doc = orjson.loads(call.raw_body)
+            doc["model"] = model
+            body = orjson.dumps(doc)
+        else:
+            body = json_encoder.encode(msgspec.structs.replace(call.request, model=model))
+        headers = {"anthropic-version": self._version, "x-request-id": call.request_id}
+        headers.update(call.passthrough_headers)
         content = await self._client.post_json(
-            self.name,
-            "/v1/messages/count_tokens",
-            body,
-            {"anthropic-version": self._version},
-            error_from_anthropic,
+            self.name, "/v1/messages/count_tokens", body, headers, error_from_anthropic
         )
         try:
             return TokenCount(input_tokens=int(orjson.loads(content)["input_tokens"]))

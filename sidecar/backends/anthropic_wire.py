@@ -3,10 +3,12 @@
 Every backend whose upstream answers in Anthropic's shapes reads them here, so that they all
 relay the same way: ``read_message`` for a whole answer, ``AnthropicEventReader`` for a stream
 (fed one event at a time, whatever the framing around it: SSE for Anthropic and Vertex, AWS
-event-stream chunks for Bedrock). An ``error`` event is raised as a ``STREAM_ERROR``; event
-types this sidecar does not know are skipped; after ``message_stop`` the reader is ``stopped``.
-``sse_events`` is the whole stream loop of the backends whose upstream sends these events as
-SSE (Anthropic, Vertex): the session's frame batches in, event batches out.
+event-stream chunks for Bedrock). Nothing is decoded beyond what the engine reads (``EventView``,
+``MessageView``: types, the commit point, usage, the stop reason), leniently: a stop reason,
+block, delta or event type this sidecar has never heard of is an opaque string, and the bytes
+go to the caller as the upstream sent them. An ``error`` event is raised as a ``STREAM_ERROR``;
+after ``message_stop`` the reader is ``stopped``. ``sse_events`` is the whole stream loop of the
+backends whose upstream sends these events as SSE (Anthropic, Vertex).
 """
 
 from __future__ import annotations
@@ -17,71 +19,59 @@ import msgspec
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import (
-    ErrorEvent,
-    Message,
-    MessageStop,
-    StreamEvent,
-    event_decoder,
-    message_decoder,
+    ErrorView,
+    RawEvent,
+    RawMessage,
+    StreamItem,
+    event_view_decoder,
+    message_view_decoder,
 )
 from sidecar.translate.sse import SSEFrame
 
-KNOWN_EVENTS = frozenset(
-    {
-        "message_start",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-        "ping",
-        "error",
-    }
-)
 
-
-def read_message(backend: str, content: bytes) -> Message:
-    """The whole answer in ``content``; an unreadable body is the upstream's failure."""
+def read_message(
+    backend: str, content: bytes, headers: tuple[tuple[str, str], ...] = ()
+) -> RawMessage:
+    """The whole answer in ``content``, to relay as it is. Only what is not an Anthropic
+    message at all (not JSON, not an object of ``type: message``) is the upstream's failure."""
     try:
-        return message_decoder.decode(content)
+        view = message_view_decoder.decode(content)
     except msgspec.DecodeError as exc:
-        raise UpstreamError(
-            f"{backend}: unreadable message: {exc}",
-            kind=FailureKind.INVALID_RESPONSE,
-            backend=backend,
-        ) from None
+        raise _unreadable(backend, f"unreadable message: {exc}") from None
+    if view.type != "message":
+        raise _unreadable(backend, f"expected a message, got type {view.type[:40]!r}")
+    return RawMessage(body=content, view=view, headers=headers)
 
 
 class AnthropicEventReader:
     """Sans-IO: one Anthropic stream event in (its name when the framing carries one, and its
-    JSON), the event to pass on out (None when it is skipped)."""
+    JSON), the event to relay out. ``headers`` go out with the first event."""
 
-    __slots__ = ("_backend", "stopped")
+    __slots__ = ("_backend", "_headers", "stopped")
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         self._backend = backend
+        self._headers = headers
         self.stopped = False
 
-    def feed(self, name: str | None, data: str | bytes) -> StreamEvent | None:
-        if name is not None and name not in KNOWN_EVENTS:
-            return None
+    def feed(self, name: str | None, data: str | bytes) -> RawEvent:
+        raw = data.encode() if isinstance(data, str) else data
         try:
-            event = event_decoder.decode(data)
+            view = event_view_decoder.decode(raw)
         except msgspec.DecodeError as exc:
+            raise _unreadable(self._backend, f"unreadable stream event: {exc}") from None
+        if view.type == "error":
+            error = view.error or ErrorView()
             raise UpstreamError(
-                f"{self._backend}: unreadable stream event: {exc}",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self._backend,
-            ) from None
-        if isinstance(event, ErrorEvent):
-            raise UpstreamError(
-                f"{self._backend}: {event.error.message}",
+                f"{self._backend}: {error.message}",
                 kind=FailureKind.STREAM_ERROR,
                 backend=self._backend,
-                error_type=event.error.type,
+                error_type=error.type,
             )
-        if isinstance(event, MessageStop):
+        if view.type == "message_stop":
             self.stopped = True
+        event = RawEvent(type=name or view.type, data=raw, view=view, headers=self._headers)
+        self._headers = ()
         return event
 
     def incomplete(self) -> UpstreamError:
@@ -94,30 +84,38 @@ class AnthropicEventReader:
 
 
 async def sse_events(
-    backend: str, frames: AsyncGenerator[list[SSEFrame] | None, None]
-) -> AsyncGenerator[list[StreamEvent], None]:
+    backend: str,
+    frames: AsyncGenerator[list[SSEFrame] | None, None],
+    headers: list[tuple[str, str]],
+) -> AsyncGenerator[list[StreamItem], None]:
     """The events of an SSE body (``UpstreamSession.post_sse``'s batches), in batches.
 
-    The body is read to its end after ``message_stop`` so the connection can be reused; a body
-    that ends before it raises ``INCOMPLETE``. Closing this generator closes ``frames``.
+    ``headers`` is the ``headers_out`` list given to ``post_sse``: filled once the response
+    began, it goes out with the first event. The body is read to its end after
+    ``message_stop`` so the connection can be reused; a body that ends before it raises
+    ``INCOMPLETE``. Closing this generator closes ``frames``.
     """
-    reader = AnthropicEventReader(backend)
+    reader: AnthropicEventReader | None = None
     try:
         async for batch in frames:
+            if reader is None:
+                reader = AnthropicEventReader(backend, tuple(headers))
             if batch is None:
                 if reader.stopped:
                     return
                 raise reader.incomplete()
             if reader.stopped:
                 continue  # read to the end of the body so the connection can be reused
-            events: list[StreamEvent] = []
+            events: list[StreamItem] = []
             for frame in batch:
-                event = reader.feed(frame.event, frame.data)
-                if event is not None:
-                    events.append(event)
-                    if reader.stopped:
-                        break
+                events.append(reader.feed(frame.event, frame.data))
+                if reader.stopped:
+                    break
             if events:
                 yield events
     finally:
         await frames.aclose()
+
+
+def _unreadable(backend: str, what: str) -> UpstreamError:
+    return UpstreamError(f"{backend}: {what}", kind=FailureKind.INVALID_RESPONSE, backend=backend)

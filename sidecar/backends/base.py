@@ -2,12 +2,14 @@
 
 A backend turns a ``Call`` into upstream HTTP (or local work, for the demo backend) and gives
 back internal types: a whole ``Message`` from ``create``, Anthropic ``StreamEvent``s from
-``stream`` (in batches: the events of one upstream read, so every layer above pays its
-per-item cost once per read, not once per event). Everything that goes wrong is raised as an
+``stream``. When the upstream speaks Anthropic itself, what comes back is its own bytes
+(``RawMessage``, ``RawEvent``) with the little the engine reads of them, so they are relayed
+unchanged. Streams come in batches: the events of one upstream read, so every layer above pays
+its per-item cost once per read, not once per event. Everything that goes wrong is raised as an
 ``UpstreamError`` with a ``FailureKind``, so the engine can decide between falling back and
 stopping without looking at messages.
 
-A stream that is complete ends with ``MessageStop``; a backend raises ``UpstreamError(kind=
+A stream that is complete ends with ``message_stop``; a backend raises ``UpstreamError(kind=
 INCOMPLETE)`` instead of ending quietly when the upstream stopped early, and ``STREAM_ERROR`` for
 an in-band error frame. Whatever the request lost in translation is appended to ``notes``
 (feature names for the degradation list).
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
-from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount
 
 
 class Backend(Protocol):
@@ -27,18 +29,18 @@ class Backend(Protocol):
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> Message:
+    ) -> Answer:
         """The whole answer for ``call`` from upstream ``model``."""
         ...
 
     def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[list[StreamEvent], None]:
+    ) -> AsyncGenerator[list[StreamItem], None]:
         """The answer as Anthropic stream events, in non-empty batches; closed by the engine."""
         ...
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        """Input tokens of ``request``: exact where the upstream counts, else an estimate."""
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        """Input tokens of ``call.request``: exact where the upstream counts, else an estimate."""
         ...
 
     async def aclose(self) -> None:

@@ -19,7 +19,7 @@ from sidecar.model import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
-    CountTokensRequest,
+    CountCall,
     InputJsonDelta,
     Message,
     MessageDelta,
@@ -29,6 +29,7 @@ from sidecar.model import (
     MessageStart,
     MessageStop,
     StreamEvent,
+    StreamItem,
     TextBlock,
     TextDelta,
     TokenCount,
@@ -111,7 +112,7 @@ class DemoBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float = 0.0
-    ) -> AsyncGenerator[list[StreamEvent], None]:
+    ) -> AsyncGenerator[list[StreamItem], None]:
         message = await self.create(call, model, notes)
         block = message.content[0]
         start = MessageStart(
@@ -155,8 +156,8 @@ class DemoBackend:
             MessageStop(),
         ]
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        return TokenCount(input_tokens=estimate_input_tokens(request), estimated=True)
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        return TokenCount(input_tokens=estimate_input_tokens(call.request), estimated=True)
 
     async def aclose(self) -> None:
         return None

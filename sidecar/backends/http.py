@@ -83,8 +83,10 @@ class UpstreamSession:
         headers: Mapping[str, str],
         to_error: ErrorMapper,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        headers_out: list[tuple[str, str]] | None = None,
     ) -> bytes:
-        """POST ``body``; the response bytes on 2xx, else the upstream error from ``to_error``."""
+        """POST ``body``; the response bytes on 2xx, else the upstream error from ``to_error``.
+        ``headers_out`` receives the response headers a caller should see (``relayed_headers``)."""
         with map_client_errors(backend, started=False):
             async with self._session.post(
                 self.base_url + path,
@@ -98,6 +100,8 @@ class UpstreamSession:
                     raise _with_backend(
                         to_error(response.status, content, response.headers), backend
                     )
+                if headers_out is not None:
+                    headers_out += relayed_headers(response.headers)
                 return content
 
     async def post_sse(
@@ -108,6 +112,7 @@ class UpstreamSession:
         headers: Mapping[str, str],
         to_error: ErrorMapper,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        headers_out: list[tuple[str, str]] | None = None,
     ) -> AsyncGenerator[list[SSEFrame] | None, None]:
         """POST ``body`` and yield the SSE frames of each read; ``None`` once the body ended.
 
@@ -123,6 +128,8 @@ class UpstreamSession:
                 with map_client_errors(backend, started=True):
                     content = await response.read()
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
+            if headers_out is not None:
+                headers_out += relayed_headers(response.headers)
             decoder = SSEDecoder()
             stream = response.content
             while True:
@@ -139,6 +146,16 @@ class UpstreamSession:
             yield None
         finally:
             response.release()
+
+
+def relayed_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The upstream response headers that reach the caller: Anthropic's own (``anthropic-*``,
+    e.g. rate-limit state and organization id) and its ``request-id``."""
+    return [
+        (name.lower(), value)
+        for name, value in headers.items()
+        if name.lower().startswith("anthropic-") or name.lower() == "request-id"
+    ]
 
 
 @lru_cache(maxsize=64)

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
-from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.model import Call, CountCall, Message, StreamItem, TokenCount
 from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
 from sidecar.translate.openai_stream import OpenAIStreamTranslator
@@ -56,7 +56,7 @@ class OpenAIBackend:
         if call.raw_body is not None:
             # Fields this sidecar does not model reach an Anthropic upstream; here they are lost.
             notes += [f"field:{name}" for name in unknown_fields(call.raw_body)]
-        notes += [f"block:{kind}" for kind in call.unmodelled_blocks]
+        notes += call.unmodelled
         return orjson.dumps(body)
 
     async def create(
@@ -77,7 +77,7 @@ class OpenAIBackend:
 
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[list[StreamEvent], None]:
+    ) -> AsyncGenerator[list[StreamItem], None]:
         body = self._body(call, model, stream=True, notes=notes)
         translator = OpenAIStreamTranslator(
             message_id=new_message_id(),
@@ -96,11 +96,11 @@ class OpenAIBackend:
         try:
             async for batch in frames:
                 if batch is None:
-                    last = translator.finish()
+                    last: list[StreamItem] = [*translator.finish()]
                     if last:
                         yield last
                     return
-                events: list[StreamEvent] = []
+                events: list[StreamItem] = []
                 for frame in batch:
                     events += translator.feed(frame.data)
                 if events:
@@ -108,8 +108,8 @@ class OpenAIBackend:
         finally:
             await frames.aclose()
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        return TokenCount(input_tokens=estimate_input_tokens(request), estimated=True)
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        return TokenCount(input_tokens=estimate_input_tokens(call.request), estimated=True)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -39,7 +39,7 @@ import msgspec
 import orjson
 
 from sidecar.errors import FailureKind, UpstreamError
-from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.model import Call, CountCall, RawMessage, StreamItem, TokenCount, json_encoder
 from sidecar.translate.google_errors import error_from_google
 from sidecar.translate.sse import SSEFrame
 
@@ -55,7 +55,9 @@ MULTI_REGION_HOSTS = {
     "us": "https://aiplatform.us.rep.googleapis.com",
     "eu": "https://aiplatform.eu.rep.googleapis.com",
 }
-PASSED_HEADERS = frozenset({"anthropic-beta"})
+# The caller's anthropic-* headers pass (anthropic-beta is how Vertex takes betas), except the
+# version: Vertex takes it in the body, and its values are its own.
+HELD_BACK_HEADERS = frozenset({"anthropic-version"})
 
 
 def vertex_host(region: str, base_url: str = "") -> str:
@@ -119,12 +121,12 @@ class VertexBackend:
             name, lambda: load_credentials(config.credentials_file)
         )
 
-    def _headers(self, call: Call | None) -> dict[str, str]:
-        headers = {"x-request-id": call.request_id} if call is not None else {}
-        if call is not None:
-            for key, value in call.passthrough_headers:
-                if key.lower() in PASSED_HEADERS:
-                    headers[key] = value
+    @staticmethod
+    def _headers(call: Call | CountCall) -> dict[str, str]:
+        headers = {"x-request-id": call.request_id}
+        for key, value in call.passthrough_headers:
+            if key.lower() not in HELD_BACK_HEADERS:
+                headers[key] = value
         return headers
 
     async def _authorised(self, send: Callable[[str], Awaitable[T]]) -> T:
@@ -150,10 +152,11 @@ class VertexBackend:
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> Message:
+    ) -> RawMessage:
         path = model_path(self._project, self._region, model, stream=False)
         body = request_body(call, self._version, stream=False)
         headers = self._headers(call)
+        headers_out: list[tuple[str, str]] = []
 
         def send(token: str) -> Awaitable[bytes]:
             return self._client.post_json(
@@ -163,17 +166,22 @@ class VertexBackend:
                 {**headers, "authorization": f"Bearer {token}"},
                 error_from_google,
                 connect_timeout,
+                headers_out=headers_out,
             )
 
-        return read_message(self.name, await self._authorised(send))
+        content = await self._authorised(send)
+        return read_message(self.name, content, tuple(headers_out))
 
     def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> AsyncGenerator[list[StreamEvent], None]:
-        return sse_events(self.name, self._frames(call, model, connect_timeout))
+    ) -> AsyncGenerator[list[StreamItem], None]:
+        headers_out: list[tuple[str, str]] = []
+        return sse_events(
+            self.name, self._frames(call, model, connect_timeout, headers_out), headers_out
+        )
 
     async def _frames(
-        self, call: Call, model: str, connect_timeout: float
+        self, call: Call, model: str, connect_timeout: float, headers_out: list[tuple[str, str]]
     ) -> AsyncGenerator[list[SSEFrame] | None, None]:
         """The SSE batches of streamRawPredict; the first is read under ``_authorised`` so that
         a 401 (which comes before any event) can be retried with a new token."""
@@ -191,6 +199,7 @@ class VertexBackend:
                 {**headers, "authorization": f"Bearer {token}"},
                 error_from_google,
                 connect_timeout,
+                headers_out=headers_out,
             )
             try:
                 return frames, await anext(frames)
@@ -206,18 +215,24 @@ class VertexBackend:
         finally:
             await frames.aclose()
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
-        doc = msgspec.to_builtins(msgspec.structs.replace(request, model=model))
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        # The caller's own count_tokens body (its fields all reach Vertex), with the model.
+        if call.raw_body is not None:
+            doc = orjson.loads(call.raw_body)
+        else:
+            doc = orjson.loads(json_encoder.encode(call.request))
+        doc["model"] = model
         doc.setdefault("anthropic_version", self._version)
         body = orjson.dumps(doc)
         path = count_tokens_path(self._project, self._region)
+        headers = self._headers(call)
 
         def send(token: str) -> Awaitable[bytes]:
             return self._client.post_json(
                 self.name,
                 path,
                 body,
-                {"authorization": f"Bearer {token}"},
+                {**headers, "authorization": f"Bearer {token}"},
                 error_from_google,
                 DEFAULT_CONNECT_TIMEOUT,
             )

@@ -44,11 +44,14 @@ from sidecar.errors import (
     UpstreamError,
 )
 from sidecar.model import (
+    Answer,
     Call,
-    CountTokensRequest,
-    Message,
-    StreamEvent,
+    CountCall,
+    RawEvent,
+    RawMessage,
+    StreamItem,
     TokenCount,
+    answer_usage,
 )
 
 from .breaker import Breakers
@@ -366,7 +369,7 @@ class Engine:
 
     # ------------------------------------------------------------------ call kinds
 
-    async def create(self, call: Call) -> tuple[Message, Outcome]:
+    async def create(self, call: Call) -> tuple[Answer, Outcome]:
         check_request(call.request)
         chain, outcome, gen = self._start(
             "create", call.surface, call.request_id, call.request.model, call.chain
@@ -379,7 +382,7 @@ class Engine:
             notes: list[str],
             end: float,
             deadline: float,
-        ) -> Message:
+        ) -> Answer:
             model = target.model or call.request.model
             answer = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
             return await _bounded(answer, backend.name, end, deadline)
@@ -387,8 +390,9 @@ class Engine:
         message = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
         )
-        outcome.input_tokens = message.usage.input_tokens
-        outcome.output_tokens = message.usage.output_tokens
+        outcome.input_tokens, outcome.output_tokens = answer_usage(message)
+        if type(message) is RawMessage:
+            outcome.upstream_headers = message.headers
         self._finish(outcome, gen, "ok")
         return message, outcome
 
@@ -406,7 +410,7 @@ class Engine:
             notes: list[str],
             end: float,
             deadline: float,
-        ) -> tuple[Events, list[StreamEvent], float, Policy, str]:
+        ) -> tuple[Events, list[StreamItem], float, Policy, str]:
             events = backend.stream(
                 call,
                 target.model or call.request.model,
@@ -414,7 +418,7 @@ class Engine:
                 connect_timeout=policy.connect_timeout,
             )
             ttft_end = min(asyncio.get_running_loop().time() + policy.ttft_timeout, end)
-            held: list[StreamEvent] = []
+            held: list[StreamItem] = []
             try:
                 await until_commit(events, held, ttft_end, deadline, backend.name)
             except BaseException:
@@ -426,6 +430,8 @@ class Engine:
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
         )
         outcome.ttft = asyncio.get_running_loop().time() - outcome.started
+        if type(held[0]) is RawEvent:
+            outcome.upstream_headers = held[0].headers
         return EngineStream(
             events,
             held,
@@ -437,17 +443,10 @@ class Engine:
             tasks=self._tasks,
         )
 
-    async def count_tokens(
-        self,
-        request: CountTokensRequest,
-        *,
-        chain: str | None,
-        request_id: str,
-        surface: str = "http",
-    ) -> tuple[TokenCount, Outcome]:
-        check_request(request)
+    async def count_tokens(self, call: CountCall) -> tuple[TokenCount, Outcome]:
+        check_request(call.request)
         picked, outcome, gen = self._start(
-            "count_tokens", surface, request_id, request.model, chain
+            "count_tokens", call.surface, call.request_id, call.request.model, call.chain
         )
 
         async def attempt(
@@ -458,7 +457,7 @@ class Engine:
             end: float,
             deadline: float,
         ) -> TokenCount:
-            counting = backend.count_tokens(request, target.model or request.model)
+            counting = backend.count_tokens(call, target.model or call.request.model)
             count = await _bounded(counting, backend.name, end, deadline)
             if count.estimated:
                 notes.append("count_tokens.estimated")

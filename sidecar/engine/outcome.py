@@ -47,6 +47,8 @@ class Outcome:
     ttft: float | None = None  # streams: seconds from the start to the commit point
     input_tokens: int | None = None
     output_tokens: int | None = None
+    # The answering upstream's own headers for the caller (anthropic-*, request-id).
+    upstream_headers: tuple[tuple[str, str], ...] = ()
     result: str = ""  # when finished: "ok", an Anthropic error type, or "cancelled"
     duration: float = 0.0  # when finished: seconds from the start
 
@@ -60,6 +62,7 @@ class Outcome:
             items.append((DEGRADATION_KEY, ",".join(dict.fromkeys(self.degradations))))
         if self.exhausted:
             items.append((EXHAUSTED_KEY, "true"))
+        items += self.upstream_headers
         return items
 
     def error_metadata(self) -> list[tuple[str, str]]:

@@ -22,11 +22,18 @@ from sidecar.errors import (
     SidecarError,
     UpstreamError,
 )
-from sidecar.model import MessageDelta, MessageStart, MessageStop, StreamEvent, is_content_event
+from sidecar.model import (
+    MessageDelta,
+    MessageStart,
+    RawEvent,
+    StreamItem,
+    is_content_event,
+    is_stop,
+)
 
 from .outcome import Outcome
 
-Events = AsyncGenerator[list[StreamEvent], None]
+Events = AsyncGenerator[list[StreamItem], None]
 
 SHUTDOWN = "anyllm-sidecar-shutdown"
 
@@ -56,16 +63,16 @@ def attempt_timeout(backend: str, end: float, deadline: float, kind: FailureKind
     return UpstreamError(f"{backend} {what}", kind=kind, backend=backend)
 
 
-def _through_stop(batch: list[StreamEvent]) -> tuple[list[StreamEvent], bool]:
+def _through_stop(batch: list[StreamItem]) -> tuple[list[StreamItem], bool]:
     """The batch up to and including ``message_stop``, and whether it was there."""
     for i, event in enumerate(batch):
-        if isinstance(event, MessageStop):
+        if is_stop(event):
             return batch[: i + 1], True
     return batch, False
 
 
 async def until_commit(
-    events: Events, held: list[StreamEvent], ttft_end: float, deadline: float, backend: str
+    events: Events, held: list[StreamItem], ttft_end: float, deadline: float, backend: str
 ) -> None:
     while True:
         try:
@@ -92,7 +99,7 @@ class EngineStream:
     def __init__(
         self,
         events: Events,
-        held: list[StreamEvent],
+        held: list[StreamItem],
         outcome: Outcome,
         *,
         idle_timeout: float,
@@ -112,7 +119,7 @@ class EngineStream:
         self._backend = backend
         self._iterator = self._run()
 
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
+    def __aiter__(self) -> AsyncIterator[list[StreamItem]]:
         return self._iterator
 
     def _fail(self, error: SidecarError) -> SidecarError:
@@ -125,16 +132,29 @@ class EngineStream:
             self._finished = True
             self._finish_outcome(self.outcome, result)
 
-    def _count(self, batch: list[StreamEvent]) -> None:
+    def _count(self, batch: list[StreamItem]) -> None:
         for event in batch:
-            if type(event) is MessageDelta:
+            if type(event) is RawEvent:
+                self._count_raw(event)
+            elif type(event) is MessageDelta:
                 self.outcome.output_tokens = event.usage.output_tokens
                 if event.usage.input_tokens is not None:
                     self.outcome.input_tokens = event.usage.input_tokens
             elif type(event) is MessageStart:
                 self.outcome.input_tokens = event.message.usage.input_tokens
 
-    async def _run(self) -> AsyncGenerator[list[StreamEvent], None]:
+    def _count_raw(self, event: RawEvent) -> None:
+        view = event.view
+        usage = view.usage if view.type == "message_delta" else None
+        if view.type == "message_start" and view.message is not None:
+            usage = view.message.usage
+        if usage is not None:
+            if usage.output_tokens is not None and view.type == "message_delta":
+                self.outcome.output_tokens = usage.output_tokens
+            if usage.input_tokens is not None:
+                self.outcome.input_tokens = usage.input_tokens
+
+    async def _run(self) -> AsyncGenerator[list[StreamItem], None]:
         task = asyncio.current_task()  # the one iterating: what abort_all cancels
         if task is not None:
             self._tasks.add(task)
@@ -151,15 +171,15 @@ class EngineStream:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _relay(self) -> AsyncGenerator[list[StreamEvent], None]:
+    async def _relay(self) -> AsyncGenerator[list[StreamItem], None]:
         loop = asyncio.get_running_loop()
         async with aclosing(self._events):
             batch, self._held = self._held, []
             self._count(batch)
-            if isinstance(batch[-1], MessageStop):
+            if is_stop(batch[-1]):
                 self._done("ok")
             yield batch
-            if isinstance(batch[-1], MessageStop):
+            if is_stop(batch[-1]):
                 await self._finish(loop.time() + self._idle_timeout)
                 return
             while True:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from sidecar import model as m
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
+from sidecar.grpc_api.relayed import typed_events
 from sidecar.grpc_api.render import event_to_proto
 
 __all__ = ["coalesce", "relay"]
@@ -79,7 +80,7 @@ def coalesce(events: list[m.StreamEvent]) -> list[m.StreamEvent]:
 
 
 async def relay(
-    events: AsyncIterable[list[m.StreamEvent]],
+    events: AsyncIterable[list[m.StreamItem]],
     write: Callable[[pb.StreamEvent], Awaitable[None]],
     *,
     max_pending: int = 64,
@@ -90,7 +91,8 @@ async def relay(
     async def read() -> None:
         end = _End(None)
         try:
-            async for batch in events:
+            async for items in events:
+                batch = typed_events(items)
                 for event in batch:
                     if isinstance(event, m.ErrorEvent):  # the engine raises instead; just in case
                         raise UpstreamError(

@@ -6,8 +6,8 @@ Each handler is parse → engine → render:
    ``anthropic-version`` / ``anthropic-beta`` to pass through; ``authorization`` is never read
    into anything that is logged) and the gRPC deadline (``context.time_remaining()`` → an
    absolute ``Call.deadline`` on the loop clock), and converts the request (``convert``).
-2. The engine answers (``EngineLike`` below is the exact API used; ``sidecar.engine.Engine``
-   satisfies it).
+2. The engine answers (``sidecar.engine.api.EngineApi``, the one engine protocol of every door;
+   a relayed answer is read into the typed model by ``relayed``).
 3. The answer is rendered: a unary reply with the outcome as trailing metadata; a stream whose
    initial metadata (the outcome once the stream has committed) goes out before its first event,
    its events written by ``relay`` (which merges deltas while the caller is behind).
@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, NoReturn, Protocol
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import duration_pb2
@@ -44,7 +44,8 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from sidecar.auth import TokenCheck
-from sidecar.engine.outcome import ATTEMPTS_KEY, BACKEND_KEY, EXHAUSTED_KEY, Outcome
+from sidecar.engine.api import EngineApi, EngineStreamApi
+from sidecar.engine.outcome import ATTEMPTS_KEY, BACKEND_KEY, EXHAUSTED_KEY
 from sidecar.errors import (
     AuthenticationError,
     InternalError,
@@ -57,14 +58,13 @@ from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
 from sidecar.grpc_api.relay import relay
+from sidecar.grpc_api.relayed import typed_message
 from sidecar.logs import log
-from sidecar.model import Call, CountTokensRequest, Message, StreamEvent, TokenCount
+from sidecar.model import Call, CountCall
 
 __all__ = [
     "ERROR_DOMAIN",
     "SERVICE_NAME",
-    "EngineLike",
-    "EngineStreamLike",
     "MessagesServicer",
     "set_not_serving",
     "start_grpc_server",
@@ -72,37 +72,9 @@ __all__ = [
 
 SERVICE_NAME: str = spb.DESCRIPTOR.services_by_name["MessagesService"].full_name
 ERROR_DOMAIN = "anyllm.dev"
-_PASSTHROUGH = frozenset({"anthropic-version", "anthropic-beta"})
 _MAX_REQUEST_ID = 128
 
 Metadata = Sequence[tuple[str, str]]
-
-
-class EngineStreamLike(Protocol):
-    """A committed stream (``sidecar.engine.stream.EngineStream``)."""
-
-    outcome: Outcome
-
-    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class EngineLike(Protocol):
-    """The engine API this surface calls (``sidecar.engine.engine.Engine``)."""
-
-    async def create(self, call: Call) -> tuple[Message, Outcome]: ...
-
-    async def open_stream(self, call: Call) -> EngineStreamLike: ...
-
-    async def count_tokens(
-        self,
-        request: CountTokensRequest,
-        *,
-        chain: str | None,
-        request_id: str,
-        surface: str = "http",
-    ) -> tuple[TokenCount, Outcome]: ...
 
 
 # --------------------------------------------------------------------------- metadata in
@@ -128,7 +100,7 @@ class _Incoming:
             elif key == "x-anyllm-chain":
                 if isinstance(value, str) and value:
                     self.chain = value
-            elif key in _PASSTHROUGH and isinstance(value, str):
+            elif key.startswith("anthropic-") and isinstance(value, str):
                 passthrough.append((key, value))
         self.passthrough = tuple(passthrough)
         if not self.request_id:
@@ -215,7 +187,7 @@ async def _abort(
 class MessagesServicer(spb_grpc.MessagesServiceServicer):
     """``anyllm.sidecar.v1.MessagesService`` over an engine."""
 
-    def __init__(self, engine: EngineLike, auth: TokenCheck | None = None) -> None:
+    def __init__(self, engine: EngineApi, auth: TokenCheck | None = None) -> None:
         self._engine = engine
         self._auth = auth or TokenCheck(())
 
@@ -252,7 +224,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
             incoming = self._admit(context)
             call = self._call(request, context, incoming, stream=False)
             message, outcome = await self._engine.create(call)
-            reply = convert.message_to_proto(message)
+            reply = convert.message_to_proto(typed_message(message))
         except Exception as exc:
             await _abort(context, exc, incoming.request_id)
         context.set_trailing_metadata(outcome.metadata())
@@ -264,7 +236,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         context: grpc.aio.ServicerContext[spb.CreateMessageRequest, pb.StreamEvent],
     ) -> None:
         incoming = _Incoming(context)
-        stream: EngineStreamLike | None = None
+        stream: EngineStreamApi | None = None
         try:
             incoming = self._admit(context)
             call = self._call(request, context, incoming, stream=True)
@@ -289,19 +261,21 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         incoming = _Incoming(context)
         try:
             incoming = self._admit(context)
-            count, outcome = await self._engine.count_tokens(
-                convert.count_tokens_request_from_proto(request),
-                chain=incoming.chain,
+            call = CountCall(
+                request=convert.count_tokens_request_from_proto(request),
                 request_id=incoming.request_id,
+                chain=incoming.chain,
+                passthrough_headers=incoming.passthrough,
                 surface="grpc",
             )
+            count, outcome = await self._engine.count_tokens(call)
         except Exception as exc:
             await _abort(context, exc, incoming.request_id)
         context.set_trailing_metadata(outcome.metadata())
         return convert.token_count_to_proto(count)
 
 
-async def _close(stream: EngineStreamLike) -> None:
+async def _close(stream: EngineStreamApi) -> None:
     """Close an engine stream; shielded so a second cancellation cannot skip the upstream close."""
     await asyncio.shield(stream.aclose())
 
@@ -310,7 +284,7 @@ async def _close(stream: EngineStreamLike) -> None:
 
 
 async def start_grpc_server(
-    engine: EngineLike,
+    engine: EngineApi,
     address: str,
     *,
     max_message_bytes: int = 16 << 20,

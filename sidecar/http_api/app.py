@@ -17,7 +17,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -32,9 +32,18 @@ from sidecar.errors import (
     SidecarError,
 )
 from sidecar.logs import log
-from sidecar.model import Call, count_tokens_decoder, json_encoder, request_decoder
+from sidecar.model import (
+    Call,
+    CountCall,
+    CountTokensRequest,
+    MessagesRequest,
+    RawMessage,
+    count_tokens_decoder,
+    json_encoder,
+    request_decoder,
+)
+from sidecar.translate.anthropic_request import lenient_convert, parse
 
-from .lenient import without_unknown_blocks
 from .sse import encode_error_event, encode_events
 
 Scope = MutableMapping[str, Any]
@@ -42,7 +51,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_PASSTHROUGH = (b"anthropic-version", b"anthropic-beta")
 _JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -51,6 +59,7 @@ _SSE_HEADERS = [
 ]
 # Probes and scrapers reach these without a token.
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+R = TypeVar("R", MessagesRequest, CountTokensRequest)
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
 
 
@@ -172,24 +181,7 @@ class HttpApi:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _call(self, scope: Scope, body: bytes, request_id: str) -> Call:
-        unmodelled: tuple[str, ...] = ()
-        try:
-            request = request_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            lenient = (
-                without_unknown_blocks(body) if isinstance(exc, msgspec.ValidationError) else None
-            )
-            if lenient is None:
-                message, field = describe_decode_error(exc)
-                raise InvalidRequestError(message, field=field) from None
-            request, unmodelled = lenient
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        passthrough = tuple(
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in headers
-            if name in _PASSTHROUGH
-        )
-        chain = _header(scope, b"x-anyllm-chain")
+        request, unmodelled = _decode(body, MessagesRequest)
         deadline = None
         timeout = _header(scope, b"x-anyllm-timeout")
         if timeout is not None:
@@ -206,11 +198,11 @@ class HttpApi:
         return Call(
             request=request,
             request_id=request_id,
-            chain=chain,
+            chain=_header(scope, b"x-anyllm-chain"),
             deadline=deadline,
-            passthrough_headers=passthrough,
+            passthrough_headers=_passthrough(scope),
             raw_body=body,
-            unmodelled_blocks=unmodelled,
+            unmodelled=unmodelled,
         )
 
     async def _messages(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
@@ -224,7 +216,8 @@ class HttpApi:
             else:
                 message, outcome = await self._engine.create(call)
                 finished.done = True
-                await _send_json(send, 200, json_encoder.encode(message), outcome.metadata())
+                body = message.body if type(message) is RawMessage else json_encoder.encode(message)
+                await _send_json(send, 200, body, outcome.metadata())
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not finished.gone or task is None:
@@ -269,14 +262,16 @@ class HttpApi:
         self, scope: Scope, receive: Receive, send: Send, request_id: str
     ) -> None:
         body = await self._read_body(receive)
-        try:
-            request = count_tokens_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            message, field = describe_decode_error(exc)
-            raise InvalidRequestError(message, field=field) from None
-        count, outcome = await self._engine.count_tokens(
-            request, chain=_header(scope, b"x-anyllm-chain"), request_id=request_id
+        request, unmodelled = _decode(body, CountTokensRequest)
+        call = CountCall(
+            request=request,
+            request_id=request_id,
+            chain=_header(scope, b"x-anyllm-chain"),
+            passthrough_headers=_passthrough(scope),
+            raw_body=body,
+            unmodelled=unmodelled,
         )
+        count, outcome = await self._engine.count_tokens(call)
         metadata = outcome.metadata()
         metadata.append(("x-anyllm-token-count", "estimated" if count.estimated else "exact"))
         await _send_json(
@@ -352,6 +347,32 @@ def _model_entry(name: str) -> dict[str, str]:
     }
 
 
+def _decode(body: bytes, into: type[R]) -> tuple[R, tuple[str, ...]]:
+    """The request in ``body``, and what was left out of it because the model does not know
+    it (``translate.anthropic_request``); a request wrong in what we do model is a 400."""
+    decoder = request_decoder if into is MessagesRequest else count_tokens_decoder
+    try:
+        return decoder.decode(body), ()  # type: ignore[return-value]
+    except msgspec.DecodeError as exc:
+        lenient = (
+            lenient_convert(parse(body), into) if isinstance(exc, msgspec.ValidationError) else None
+        )
+        if lenient is None:
+            message, field = describe_decode_error(exc)
+            raise InvalidRequestError(message, field=field) from None
+        return lenient
+
+
+def _passthrough(scope: Scope) -> tuple[tuple[str, str], ...]:
+    """The caller's ``anthropic-*`` headers (version, betas, and whatever comes next), for an
+    Anthropic-protocol upstream. Credentials are never among them: the configured key is used."""
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name.startswith(b"anthropic-")
+    )
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -361,9 +382,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _encode_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
-    for key, value in pairs:
-        if key == "x-request-id":
-            out.append((b"request-id", value.encode("latin-1")))
+    if not any(key == "request-id" for key, _ in pairs):  # the upstream's own, when relayed
+        for key, value in pairs:
+            if key == "x-request-id":
+                out.append((b"request-id", value.encode("latin-1")))
     return out
 
 

@@ -63,8 +63,9 @@ from sidecar.model import (
 
 __all__ = ["OpenAIOptions", "reasoning_effort_for", "safe_tool_id", "to_openai_request"]
 
-# Anthropic's output_config.effort → OpenAI's reasoning_effort.
-_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+# Anthropic's output_config.effort → OpenAI's reasoning_effort: the same names today. A level
+# not here goes as "medium", named in the degradation list.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
 
 Json = dict[str, Any]
 
@@ -155,14 +156,38 @@ def to_openai_request(
         _note(notes, "thinking")
         effort = req.output_config.effort if req.output_config is not None else None
         if options.reasoning_effort and effort is not None:
-            body["reasoning_effort"] = _EFFORT.get(effort, "medium")
+            body["reasoning_effort"] = _effort(effort, notes)
+        elif effort is not None:
+            _note(notes, "output_config.effort")
     elif req.output_config is not None and req.output_config.effort is not None:
         _note(notes, "output_config.effort")
+    if req.output_config is not None and req.output_config.format is not None:
+        body["response_format"] = _response_format(req.output_config.format, notes)
     if stream:
         body["stream"] = True
         if options.stream_usage:
             body["stream_options"] = {"include_usage": True}
     return body
+
+
+def _effort(effort: str, notes: list[str]) -> str:
+    mapped = _EFFORT.get(effort)
+    if mapped is None:
+        _note(notes, f"output_config.effort:{effort}(as medium)")
+        return "medium"
+    return mapped
+
+
+def _response_format(fmt: dict[str, Any], notes: list[str]) -> Json:
+    """Structured outputs: Anthropic's ``{type: json_schema, schema}`` as OpenAI's
+    ``{type: json_schema, json_schema: {name, schema, strict}}``."""
+    if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
+        }
+    _note(notes, f"output_config.format:{fmt.get('type')}(as json_object)")
+    return {"type": "json_object"}
 
 
 def _note(notes: list[str], name: str) -> None:
@@ -417,4 +442,6 @@ class _Converter:
             if tool.input_schema is not None
             else {"type": "object", "properties": {}}
         )
+        if tool.strict is not None:
+            function["strict"] = tool.strict
         return {"type": "function", "function": function}

@@ -24,7 +24,7 @@ from sidecar.config import ConfigError, build_config
 from sidecar.engine.classify import Verdict, classify
 from sidecar.engine.policy import Policy
 from sidecar.errors import FailureKind, UpstreamError
-from sidecar.model import Call, MessageStop, count_tokens_decoder, request_decoder
+from sidecar.model import Call, CountCall, RawEvent, count_tokens_decoder, request_decoder
 from sidecar.translate.google_errors import error_from_google
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 
@@ -172,11 +172,15 @@ class ScriptedSession:
         self.answers = list(answers)
         self.requests: list[dict[str, Any]] = []
 
-    def _answer(self, path: str, body: bytes, headers: Mapping[str, str], to_error: Any) -> bytes:
+    def _answer(
+        self, path: str, body: bytes, headers: Mapping[str, str], to_error: Any, **kw: Any
+    ) -> bytes:
         self.requests.append({"path": path, "body": orjson.loads(body), "headers": dict(headers)})
         status, content = self.answers.pop(0)
         if status >= 400:
             raise to_error(status, content, {})
+        if kw.get("headers_out") is not None:
+            kw["headers_out"].append(("request-id", f"req_vertex_{len(self.requests)}"))
         return content
 
     async def post_json(
@@ -187,8 +191,9 @@ class ScriptedSession:
         headers: Mapping[str, str],
         to_error: Any,
         *_: Any,
+        **kw: Any,
     ) -> bytes:
-        return self._answer(path, body, headers, to_error)
+        return self._answer(path, body, headers, to_error, **kw)
 
     async def post_sse(
         self,
@@ -198,8 +203,9 @@ class ScriptedSession:
         headers: Mapping[str, str],
         to_error: Any,
         *_: Any,
+        **kw: Any,
     ) -> AsyncGenerator[list[SSEFrame] | None, None]:
-        content = self._answer(path, body, headers, to_error)
+        content = self._answer(path, body, headers, to_error, **kw)
         decoder = SSEDecoder()
         yield decoder.feed(content)
         yield None
@@ -342,7 +348,7 @@ async def test_stream_events_end_with_message_stop() -> None:
     events = [
         e async for batch in backend.stream(call(), "m", [], connect_timeout=1) for e in batch
     ]
-    assert [type(e).__struct_config__.tag for e in events] == [
+    assert [e.type for e in events] == [
         "message_start",
         "content_block_start",
         "content_block_delta",
@@ -350,19 +356,25 @@ async def test_stream_events_end_with_message_stop() -> None:
         "message_delta",
         "message_stop",
     ]
-    assert isinstance(events[-1], MessageStop)
+    assert all(isinstance(e, RawEvent) for e in events)
+    assert events[0].headers == (("request-id", "req_vertex_1"),)  # with the first event
+    assert events[3].data == b'{"type":"content_block_stop","index":0}'  # relayed as sent
 
 
 async def test_count_tokens_is_exact() -> None:
     session = ScriptedSession((200, b'{"input_tokens": 42}'))
     backend, _, _ = backend_with(session)
-    request = count_tokens_decoder.decode(orjson.dumps(BODY))
-    count = await backend.count_tokens(request, "claude-up")
+    raw = orjson.dumps({**BODY, "future_field": 1})
+    count_call = CountCall(
+        request=count_tokens_decoder.decode(raw), request_id="req-2", raw_body=raw
+    )
+    count = await backend.count_tokens(count_call, "claude-up")
     assert count.input_tokens == 42 and not count.estimated
     (sent,) = session.requests
     assert sent["path"].endswith("/publishers/anthropic/models/count-tokens:rawPredict")
     assert sent["body"]["model"] == "claude-up"
     assert sent["body"]["anthropic_version"] == "2026-10-21"
+    assert sent["body"]["future_field"] == 1  # the caller's own body
 
 
 # --------------------------------------------------------------------------- errors

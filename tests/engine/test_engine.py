@@ -24,6 +24,7 @@ from sidecar.model import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
+    CountCall,
     CountTokensRequest,
     InputMessage,
     Message,
@@ -100,7 +101,7 @@ class FakeBackend:
         finally:
             self.closed += 1
 
-    async def count_tokens(self, request: CountTokensRequest, model: str) -> TokenCount:
+    async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
         step = self._next()
         if isinstance(step, UpstreamError):
             raise step
@@ -348,7 +349,7 @@ async def test_stream_cancelled_by_caller_closes_upstream() -> None:
 async def test_count_tokens_falls_back_and_marks_estimates() -> None:
     engine, a, b = make_engine([status(503)], [])
     request = CountTokensRequest(model="m", messages=[InputMessage(role="user", content="x")])
-    count, outcome = await engine.count_tokens(request, chain=None, request_id="r")
+    count, outcome = await engine.count_tokens(CountCall(request=request, request_id="r"))
     assert count.input_tokens == 7
     assert outcome.answered_by == "b"
     assert "count_tokens.estimated" in outcome.degradations

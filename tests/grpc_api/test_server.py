@@ -103,7 +103,7 @@ class FakeStream:
 
 @dataclass
 class FakeEngine:
-    """Implements sidecar.grpc_api.server.EngineLike; each test sets what it should do."""
+    """Implements sidecar.engine.api.EngineApi; each test sets what it should do."""
 
     error: BaseException | None = None  # raised by create / open_stream / count_tokens
     events: list[m.StreamEvent] = field(default_factory=lambda: list(EVENTS))
@@ -126,17 +126,10 @@ class FakeEngine:
         self.streams.append(stream)
         return stream
 
-    async def count_tokens(
-        self,
-        request: m.CountTokensRequest,
-        *,
-        chain: str | None,
-        request_id: str,
-        surface: str = "http",
-    ) -> tuple[m.TokenCount, Outcome]:
+    async def count_tokens(self, call: m.CountCall) -> tuple[m.TokenCount, Outcome]:
         if self.error is not None:
             raise self.error
-        return m.TokenCount(input_tokens=7), _outcome(request_id)
+        return m.TokenCount(input_tokens=7), _outcome(call.request_id)
 
 
 @dataclass

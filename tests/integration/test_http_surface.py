@@ -254,9 +254,10 @@ BAD_BODIES = [
     ),
     pytest.param(
         b'{"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": '
-        b'[{"type": "image", "source": {"type": "hologram"}}]}]}',
-        "messages[0].content[0].source.type",
-        id="unknown-image-source",
+        b'[{"type": "image", "source": {"type": "base64", "media_type": "image/png", '
+        b'"data": 5}}]}]}',
+        "messages[0].content[0].source.data",
+        id="image-source-wrong-type",
     ),
     pytest.param(
         b'{"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": '
