@@ -5,8 +5,9 @@ How it works
 ``GoogleTokens.token()`` returns a cached OAuth2 access token while it is fresh, and otherwise
 refreshes it. google-auth is synchronous and its refresh is network IO (the service account's
 ``token_uri``, the GKE metadata server, STS for workload identity federation), so the refresh
-runs in a worker thread (``asyncio.to_thread``) and never on the event loop; a lock makes it one
-refresh at a time, and callers that waited for it use its result. The credentials themselves are
+runs in a worker thread (``asyncio.to_thread``) and never on the event loop; it is one refresh
+at a time, and every caller that needs a token meanwhile awaits that same refresh (shielded, so
+a caller that gives up does not cancel it for the others). The credentials themselves are
 found on first use, in the same thread: ``credentials_file`` when configured (a service-account
 key, or any other file type google-auth reads), else Application Default Credentials
 (``GOOGLE_APPLICATION_CREDENTIALS``, gcloud's user credentials, then the metadata server — which
@@ -56,6 +57,12 @@ def load_credentials(credentials_file: str | None) -> Any:
     return credentials
 
 
+def _retrieve(future: asyncio.Future[str]) -> None:
+    """Marks a refresh's failure as seen even when every waiter has gone."""
+    if not future.cancelled():
+        future.exception()
+
+
 class GoogleTokens:
     """Cached, refreshed-off-the-loop access tokens for one backend's credentials."""
 
@@ -77,7 +84,7 @@ class GoogleTokens:
         self._request: Any = None
         self._token: str | None = None
         self._fresh_until = 0.0
-        self._lock = asyncio.Lock()
+        self._pending: asyncio.Future[str] | None = None  # the refresh in flight
         self.refreshes = 0  # how many tokens were fetched (for tests and logs)
 
     def __repr__(self) -> str:  # never show a token
@@ -91,15 +98,25 @@ class GoogleTokens:
 
     async def refresh(self, stale: str | None) -> str:
         """A new token in place of ``stale``; one refresh at a time, shared by its waiters."""
-        async with self._lock:
-            current = self._token
-            if current is not None and current != stale and self._clock() < self._fresh_until:
-                return current  # refreshed by another caller while this one waited
+        current = self._token
+        if current is not None and current != stale and self._clock() < self._fresh_until:
+            return current  # already replaced by another caller's refresh
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._refresh())
+            self._pending.add_done_callback(_retrieve)
+        # Shielded: a caller that gives up (its deadline, a disconnect) leaves the refresh
+        # running for the others, and the thread it runs in is never abandoned half-way.
+        return await asyncio.shield(self._pending)
+
+    async def _refresh(self) -> str:
+        try:
             token, lifetime = await asyncio.to_thread(self._fetch)
-            self._token = token
-            self._fresh_until = self._clock() + lifetime - min(self._margin, lifetime / 4)
-            self.refreshes += 1
-            return token
+        finally:
+            self._pending = None
+        self._token = token
+        self._fresh_until = self._clock() + lifetime - min(self._margin, lifetime / 4)
+        self.refreshes += 1
+        return token
 
     def _fetch(self) -> tuple[str, float]:
         """Runs in a worker thread: find the credentials once, then refresh them."""

@@ -13,9 +13,11 @@ Vertex serves Anthropic's own Messages API under a model resource::
 The body is the Messages body without ``model`` (it is in the path), with ``anthropic_version``
 (the configured one, unless the body has its own) and, for the streaming call, ``"stream":
 true`` — what anthropic's ``AnthropicVertex`` sends. A request that came over HTTP is built from
-the caller's own bytes, so fields this sidecar does not model still reach Claude; the caller's
-``anthropic-beta`` header passes through (Vertex reads betas from it, as the official client
-sends them). Answers and events are read by ``anthropic_wire``, as for Anthropic itself.
+the caller's own bytes, so fields this sidecar does not model still reach Claude. The caller's
+``anthropic-*`` headers pass through — ``anthropic-beta`` is how Vertex takes betas, as the
+official client sends them — except ``anthropic-version``, which Vertex takes in the body (with
+values of its own). Answers and events come back byte for byte, read by ``anthropic_wire`` as
+for Anthropic itself.
 
 The host is ``https://{region}-aiplatform.googleapis.com``; ``global`` is
 ``https://aiplatform.googleapis.com`` and the multi-regions ``us`` / ``eu`` are

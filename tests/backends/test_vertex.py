@@ -548,6 +548,29 @@ async def test_one_refresh_at_a_time_for_concurrent_callers() -> None:
     assert credentials.refreshes == 1
 
 
+async def test_a_caller_that_gives_up_leaves_the_refresh_to_the_others() -> None:
+    gate = threading.Event()
+
+    class Slow(FakeCredentials):
+        def refresh(self, request: Any) -> None:
+            gate.wait(10)
+            super().refresh(request)
+
+    clock = FakeClock()
+    credentials = Slow(clock)
+    tokens = tokens_for(credentials, clock)
+    first = asyncio.ensure_future(tokens.token())
+    await asyncio.sleep(0)  # the first caller starts the refresh...
+    second = asyncio.ensure_future(tokens.token())
+    await asyncio.sleep(0)  # ...the second waits for the same one
+    first.cancel()
+    gate.set()
+    assert await second == "tok-1"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert credentials.refreshes == 1
+
+
 async def test_refresh_of_a_stale_token_that_another_caller_replaced_fetches_nothing() -> None:
     clock = FakeClock()
     credentials = FakeCredentials(clock)
