@@ -196,3 +196,20 @@ def test_a_body_with_model_is_rejected_as_vertex_does(vertex: VertexFake) -> Non
     )
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_the_shared_fakes_faults_apply(vertex: VertexFake) -> None:
+    vertex.script({"reset": True})
+    with pytest.raises(anthropic.APIConnectionError):
+        ask(client(vertex))
+    error = {"type": "overloaded_error", "message": "boom"}
+    vertex.script({"inband_error": error, "inband_error_after": 3})
+    with (
+        pytest.raises(anthropic.APIError, match="boom"),
+        client(vertex).messages.stream(
+            model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "a b c"}]
+        ) as stream,
+    ):
+        "".join(stream.text_stream)
+    outcomes = [(r["path"].rsplit(":", 1)[1], r["outcome"]) for r in vertex.model_requests()]
+    assert outcomes == [("rawPredict", "reset"), ("streamRawPredict", "completed")]

@@ -3,7 +3,17 @@
 Run it as ``python -m tests.upstream.vertex_server --port 0 --public-key KEY.pem`` from the
 repository root. It prints ``READY port=NNNN`` once it listens on 127.0.0.1, serves until
 SIGTERM / SIGINT (exit status 0) and exits by itself after ``--max-seconds`` (default 600).
-Standard library only, except ``cryptography`` for checking the JWT signature (``--public-key``).
+Standard library only, except ``cryptography`` for checking JWT signatures (``--public-key``).
+
+How it works
+------------
+It is ``tests.upstream.server``'s scripted upstream (the same raw-asyncio server, behaviours,
+faults and request log; see that module) with Vertex's front: the token endpoint, the bearer
+token check and Vertex's paths and body rules. A model request that passes them is answered as
+that server answers ``POST /v1/messages`` (or ``/v1/messages/count_tokens``), with the path's
+model, so every behaviour there (``status``, ``reset``, ``hang``, ``stream_cut_after``,
+``inband_error``...) works here too; a scripted error status gets a Google error body
+(``{"error": {"code", "message", "status": "RESOURCE_EXHAUSTED"...}}``) unless it sets ``body``.
 
 How it checks auth, as Google does
 ----------------------------------
@@ -18,49 +28,43 @@ anything else is a 401 ``UNAUTHENTICATED`` in Google's error shape.
 Endpoints (as Vertex serves Claude)
 -----------------------------------
 ``POST /v1/projects/{p}/locations/{r}/publishers/anthropic/models/{model}:rawPredict``
-    The Messages body without ``model``, with ``anthropic_version``; the answer is an Anthropic
-    message (``tests.upstream.server``'s: ``echo: <last user text>``), its ``model`` the path's.
+    The Messages body without ``model``, with ``anthropic_version``: an Anthropic message.
 ``POST ...:streamRawPredict``
-    The same with ``"stream": true``; the answer is Anthropic's SSE events (chunked encoding).
+    The same with ``"stream": true``: Anthropic's SSE events.
 ``POST .../publishers/anthropic/models/count-tokens:rawPredict``
-    ``{"input_tokens": N}`` (words of the messages); the body must name its ``model``.
+    ``{"input_tokens": N}``; the body names its ``model``.
 A body with ``model`` (on the model endpoints), without ``anthropic_version``, or with a wrong
-``stream`` flag is a 400 ``INVALID_ARGUMENT``.
+``stream`` flag is a 400 ``INVALID_ARGUMENT`` (no behaviour is used up).
 
-Control API (JSON)
-------------------
-``POST /_control/script``  a list of behaviours, used in order, one per model request:
-    ``{"status": 429}`` → that status with a Google error body (``RESOURCE_EXHAUSTED``...), or
-    ``"body"`` as given; ``"headers"`` added; ``"times": N`` (default 1). ``"text"`` instead of
-    ``status`` sets the answer's text.
-``POST /_control/tokens``  ``{"expires_in": N}`` for tokens issued from now on (default 3600);
-    ``{"revoke": true}`` makes every token issued so far invalid.
-``POST /_control/reset``   empty the script and the log; tokens issued stay valid.
-``GET  /_control/log``     ``{"requests": [...]}``: ``{"path", "status", "token", "body",
-    "anthropic_beta", "issued"}`` per request (``token``: the bearer token it carried;
-    ``issued``: the token the token endpoint issued).
+Control API: that of ``tests.upstream.server`` (script, reset, log), plus
+``POST /_control/tokens``: ``{"expires_in": N}`` for tokens issued from now on (default 3600);
+``{"revoke": true}`` makes every token issued so far invalid. Log entries of model requests
+add ``token`` (the bearer token sent) and ``anthropic_beta``; the token endpoint's entries are
+``{"path": "/token", "status", "issued" | "problem"}``; refused requests are logged with their
+status and ``outcome: "refused"``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
-import http.server
+import contextlib
+import copy
 import json
 import re
 import secrets
 import signal
 import sys
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.upstream.server import Answer, anthropic_message, anthropic_stream_frames
+from tests.upstream.server import Behaviour, Connection, Json, Request, Upstream
 
-Json = Any
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth signs for, whatever token_uri
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MODEL_PATH = re.compile(
     r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/publishers/anthropic"
     r"/models/(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)"
@@ -70,6 +74,7 @@ GOOGLE_STATUS = {
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
@@ -78,22 +83,24 @@ GOOGLE_STATUS = {
 
 
 def google_error(status: int, message: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": status,
-            "message": message,
-            "status": GOOGLE_STATUS.get(status, "UNKNOWN"),
-        }
-    }
+    name = GOOGLE_STATUS.get(status, "UNKNOWN")
+    return {"error": {"code": status, "message": message, "status": name}}
 
 
 def _b64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-class State:
-    def __init__(self, public_key_pem: bytes | None) -> None:
-        self.lock = threading.Lock()
+def _bearer(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
+
+
+class VertexUpstream(Upstream):
+    """The scripted upstream behind Vertex's token check, paths and body rules."""
+
+    def __init__(self, public_key_pem: bytes | None, quiet: bool = False) -> None:
+        super().__init__(quiet=quiet)
         self.public_key: Any = None
         if public_key_pem is not None:
             from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -102,13 +109,12 @@ class State:
         self.tokens: dict[str, float] = {}  # token -> expiry (time.time())
         self.expires_in = 3600
         self.issued = 0
-        self.script: list[dict[str, Any]] = []
-        self.log: list[dict[str, Any]] = []
-        self.seq = 0
+
+    # -- the token endpoint
 
     def check_grant(self, form: dict[str, list[str]]) -> str | None:
         """The problem with a JWT-bearer grant, or None when it is good."""
-        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+        if form.get("grant_type") != [JWT_GRANT]:
             return "unsupported grant_type"
         parts = (form.get("assertion") or [""])[0].split(".")
         if len(parts) != 3:
@@ -137,181 +143,121 @@ class State:
             return "the assertion has expired"
         return None
 
-    def issue(self) -> dict[str, Any]:
-        with self.lock:
-            self.issued += 1
-            token = f"ya29.fake-{self.issued}-{secrets.token_urlsafe(12)}"
-            self.tokens[token] = time.time() + self.expires_in
-            return {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+    async def _token(self, conn: Connection, request: Request) -> bool:
+        entry = self._log(request, status=400)
+        problem = self.check_grant(parse_qs(request.raw_body.decode("latin-1")))
+        if problem is not None:
+            entry["problem"] = problem
+            await self._send_json(
+                conn, 400, {"error": "invalid_grant", "error_description": problem}
+            )
+            return True
+        self.issued += 1
+        token = f"ya29.fake-{self.issued}-{secrets.token_urlsafe(12)}"
+        self.tokens[token] = time.time() + self.expires_in
+        entry.update(status=200, issued=token)
+        answer = {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+        await self._send_json(conn, 200, answer)
+        return True
 
-    def valid(self, token: str) -> bool:
-        with self.lock:
-            expiry = self.tokens.get(token)
-        return expiry is not None and time.time() < expiry
+    # -- Vertex's front
 
-    def take(self) -> dict[str, Any] | None:
-        with self.lock:
-            if not self.script:
-                return None
-            behaviour = self.script[0]
-            behaviour["_left"] = behaviour.get("_left", behaviour.get("times", 1)) - 1
-            if behaviour["_left"] <= 0:
-                self.script.pop(0)
-            return behaviour
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # one line per request, on stderr
-        sys.stderr.write(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
-
-    def _send(self, status: int, value: Json, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for key, val in (headers or {}).items():
-            self.send_header(key, val)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _record(self, **entry: Any) -> dict[str, Any]:
-        state = self.server.state
-        with state.lock:
-            state.seq += 1
-            entry = {"seq": state.seq, "path": self.path, **entry}
-            state.log.append(entry)
+    def _log(self, request: Request, **fields: Any) -> dict[str, Any]:
+        self.seq += 1
+        entry = {"seq": self.seq, "method": request.method, "path": request.path, **fields}
+        self.entries.append(entry)
         return entry
 
-    def do_GET(self) -> None:
-        state = self.server.state
-        if self.path.startswith("/_control/log"):
-            with state.lock:
-                self._send(200, {"requests": list(state.log)})
-        else:
-            self._send(404, google_error(404, "not found"))
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
-        if self.path == "/token":
-            self._token(raw)
-        elif self.path.startswith("/_control/"):
-            self._control(raw)
-        else:
-            self._model(raw)
-
-    def _token(self, raw: bytes) -> None:
-        state = self.server.state
-        problem = state.check_grant(parse_qs(raw.decode()))
-        if problem is not None:
-            self._record(status=400, problem=problem)
-            self._send(400, {"error": "invalid_grant", "error_description": problem})
-            return
-        answer = state.issue()
-        self._record(status=200, issued=answer["access_token"])
-        self._send(200, answer)
-
-    def _control(self, raw: bytes) -> None:
-        state = self.server.state
-        value = json.loads(raw or b"null")
-        with state.lock:
-            if self.path == "/_control/script":
-                state.script.extend(value)
-            elif self.path == "/_control/tokens":
-                if "expires_in" in value:
-                    state.expires_in = int(value["expires_in"])
-                if value.get("revoke"):
-                    state.tokens.clear()
-            elif self.path == "/_control/reset":
-                state.script.clear()
-                state.log.clear()
-                state.seq = 0
-            else:
-                self._send(404, {"error": "unknown control path"})
-                return
-        self._send(200, {"ok": True})
-
-    def _model(self, raw: bytes) -> None:
-        state = self.server.state
-        auth = self.headers.get("authorization", "")
-        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        entry = self._record(
-            token=token, body=body, anthropic_beta=self.headers.get("anthropic-beta"), status=None
-        )
-        if not state.valid(token):
-            entry["status"] = 401
-            message = (
-                "Request had invalid authentication credentials. Expected OAuth 2 access token."
-            )
-            self._send(401, google_error(401, message))
-            return
-        match = MODEL_PATH.fullmatch(self.path)
-        problem = self._problem(match, body)
-        if problem is not None:
-            entry["status"] = 400
-            self._send(400, google_error(400, problem))
-            return
-        assert match is not None and isinstance(body, dict)
-        behaviour = state.take() or {}
-        entry["status"] = status = int(behaviour.get("status", 200))
-        headers = behaviour.get("headers") or {}
-        if status >= 400:
-            self._send(status, behaviour.get("body", google_error(status, "scripted")), headers)
-        elif match["model"] == "count-tokens":
-            self._send(200, {"input_tokens": Answer(entry["seq"], body, {}).input_tokens}, headers)
-        else:
-            answer = Answer(entry["seq"], {**body, "model": match["model"]}, behaviour)
-            if match["method"] == "rawPredict":
-                self._send(200, anthropic_message(answer), headers)
-            else:
-                self._stream(anthropic_stream_frames(answer, behaviour), headers)
-
-    @staticmethod
-    def _problem(match: re.Match[str] | None, body: Json) -> str | None:
-        if match is None:
-            return "unknown method or resource"
+    def _refusal(self, request: Request) -> tuple[int, str] | None:
+        """Why Vertex would refuse ``request`` before running the model, if it would."""
+        expiry = self.tokens.get(_bearer(request))
+        if expiry is None or time.time() >= expiry:
+            return 401, "Request had invalid authentication credentials (an OAuth 2 access token)."
+        match = MODEL_PATH.fullmatch(request.path)
+        body = request.body
+        if request.method != "POST" or match is None:
+            return 404, f"no such method {request.method} {request.path}"
         if not isinstance(body, dict):
-            return "the body must be a JSON object"
+            return 400, "the body must be a JSON object"
         if "anthropic_version" not in body:
-            return "anthropic_version: Field required"
+            return 400, "anthropic_version: Field required"
         if match["model"] == "count-tokens":
-            return None if match["method"] == "rawPredict" and "model" in body else "model required"
+            ok = match["method"] == "rawPredict" and "model" in body
+            return None if ok else (400, "count-tokens: rawPredict with a model")
         if "model" in body:
-            return "model: Extra inputs are not permitted"
+            return 400, "model: Extra inputs are not permitted"
         if (body.get("stream") is True) != (match["method"] == "streamRawPredict"):
-            return "stream must be true for streamRawPredict only"
+            return 400, "stream must be true for streamRawPredict, and only there"
         return None
 
-    def _stream(self, frames: list[bytes], headers: dict[str, str]) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        for key, val in headers.items():
-            self.send_header(key, val)
-        self.end_headers()
-        for frame in frames:
-            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+    @staticmethod
+    def _as_anthropic(request: Request) -> Request:
+        """The request as Anthropic's own API would have received it."""
+        match = MODEL_PATH.fullmatch(request.path)
+        assert match is not None and isinstance(request.body, dict)
+        inner = copy.copy(request)
+        if match["model"] == "count-tokens":
+            inner.path = "/v1/messages/count_tokens"
+        else:
+            inner.path = "/v1/messages"
+            inner.body = {**request.body, "model": match["model"]}
+        return inner
+
+    async def _serve(self, conn: Connection, request: Request) -> bool:
+        if request.path == "/token" and request.method == "POST":
+            return await self._token(conn, request)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            status, message = refusal
+            self._log(request, status=status, token=_bearer(request), outcome="refused")
+            await self._send_json(conn, status, google_error(status, message))
+            return True
+        return await super()._serve(conn, request)
+
+    def _take(self, request: Request) -> Behaviour | None:
+        behaviour = super()._take(self._as_anthropic(request))
+        if behaviour and behaviour.get("status", 200) >= 400 and "body" not in behaviour:
+            behaviour["body"] = google_error(behaviour["status"], "scripted")
+        return behaviour
+
+    async def _answer(
+        self, conn: Connection, request: Request, entry: dict[str, Any], b: Behaviour
+    ) -> bool:
+        entry["token"] = _bearer(request)
+        entry["anthropic_beta"] = request.headers.get("anthropic-beta")
+        return await super()._answer(conn, self._as_anthropic(request), entry, b)
+
+    async def _control(self, conn: Connection, request: Request) -> None:
+        if (request.method, request.path) != ("POST", "/_control/tokens"):
+            await super()._control(conn, request)
+            return
+        value: Json = request.body if isinstance(request.body, dict) else {}
+        if "expires_in" in value:
+            self.expires_in = int(value["expires_in"])
+        if value.get("revoke"):
+            self.tokens.clear()
+        await self._send_json(conn, 200, {"ok": True})
 
 
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, port: int, state: State) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.state = state
+async def serve(port: int, max_seconds: float, public_key: bytes | None) -> None:
+    upstream = VertexUpstream(public_key)
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", port, backlog=1024)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"READY port={server.sockets[0].getsockname()[1]}", flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    server.close()
+    for task in list(upstream.tasks):
+        task.cancel()
+    await asyncio.gather(*upstream.tasks, return_exceptions=True)
+    await server.wait_closed()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--public-key", help="PEM file: verify JWT grants with it")
@@ -320,16 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.public_key:
         with open(args.public_key, "rb") as file:
             key = file.read()
-    server = Server(args.port, State(key))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    print(f"READY port={server.server_port}", flush=True)
-    stop.wait(args.max_seconds)
-    server.shutdown()
-    server.server_close()
+    asyncio.run(serve(args.port, args.max_seconds, key))
     return 0
 
 
