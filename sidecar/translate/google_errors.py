@@ -37,8 +37,7 @@ GOOGLE_STATUS_TYPES: Mapping[str, str] = {
     "UNAVAILABLE": "overloaded_error",
     "DEADLINE_EXCEEDED": "timeout_error",
     "INTERNAL": "api_error",
-    "UNKNOWN": "api_error",
-}
+}  # UNKNOWN and the rest: the HTTP status decides, as for any upstream
 
 
 def google_status(body: bytes) -> str | None:

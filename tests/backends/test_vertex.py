@@ -449,6 +449,13 @@ DEFAULT = Policy()
             id="google-list",
         ),
         pytest.param(502, b"<html>bad gateway</html>", "api_error", Verdict.MOVE_ON, id="html"),
+        pytest.param(
+            413,
+            google_body(413, "UNKNOWN"),
+            "request_too_large",
+            Verdict.STOP,
+            id="unknown-status-the-http-status-decides",
+        ),
     ],
 )
 async def test_errors(status: int, body: bytes, error_type: str, verdict: Verdict) -> None:

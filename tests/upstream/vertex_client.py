@@ -17,6 +17,8 @@ import json
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,19 @@ class VertexFake:
 
     def model_requests(self) -> list[dict[str, Any]]:
         return [e for e in self.log() if e["path"].startswith("/v1/")]
+
+    def wait_for(
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Poll the model requests until ``done(them)``; a bound, never a measurement."""
+        deadline = time.monotonic() + timeout
+        while True:
+            requests = self.model_requests()
+            if done(requests):
+                return requests
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"fake Vertex log never satisfied the wait: {requests}")
+            time.sleep(0.02)
 
     def token_requests(self) -> list[dict[str, Any]]:
         return [e for e in self.log() if e["path"] == "/token"]
