@@ -86,6 +86,7 @@ class GoogleTokens:
         self._fresh_until = 0.0
         self._pending: asyncio.Future[str] | None = None  # the refresh in flight
         self.refreshes = 0  # how many tokens were fetched (for tests and logs)
+        self.headers: dict[str, str] = {}  # sent with the token (x-goog-user-project)
 
     def __repr__(self) -> str:  # never show a token
         return f"GoogleTokens(backend={self._backend!r}, refreshes={self.refreshes})"
@@ -139,6 +140,11 @@ class GoogleTokens:
         token = self._credentials.token
         if not isinstance(token, str) or not token:
             raise self._error("the credentials gave no access token", None, FailureKind.AUTH)
+        # What google-auth itself would send besides the token: x-goog-user-project for user
+        # credentials with a quota project (gcloud's ADC), which Vertex then bills and checks.
+        applied: dict[str, str] = {}
+        self._credentials.apply(applied)
+        self.headers = {k: v for k, v in applied.items() if k.lower() != "authorization"}
         expiry = self._credentials.expiry
         if isinstance(expiry, datetime.datetime):
             lifetime = max((expiry - self._utcnow()).total_seconds(), 0.0)

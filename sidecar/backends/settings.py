@@ -59,8 +59,10 @@ class AnthropicSettings(HttpSettings, frozen=True, tag="anthropic", tag_field="k
     anthropic_version: str = "2023-06-01"  # sent when the caller sent none
 
 
-# Project ids and locations go into the URL (the host, for a region), so only their own alphabet.
-_GOOGLE_NAME = re.compile(r"[a-z0-9][a-z0-9.:-]{0,62}")
+# Project ids and locations go into the URL (the host, for a region), so only their own
+# alphabet (project ids of the legacy ``example.com:name`` form included).
+_PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,62}")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class VertexSettings(HttpSettings, frozen=True, tag="vertex", tag_field="kind"):
@@ -76,9 +78,9 @@ class VertexSettings(HttpSettings, frozen=True, tag="vertex", tag_field="kind"):
     anthropic_version: str = "2026-10-21"  # what anthropic 2.15's AnthropicVertex sends
 
     def __post_init__(self) -> None:
-        if not _GOOGLE_NAME.fullmatch(self.project):
+        if not _PROJECT.fullmatch(self.project):
             raise ValueError("`project` must be a Google Cloud project id (e.g. my-project)")
-        if not _GOOGLE_NAME.fullmatch(self.region):
+        if not _REGION.fullmatch(self.region):
             raise ValueError("`region` must be a Vertex AI location (e.g. us-east5, global)")
 
     def __repr__(self) -> str:

@@ -225,6 +225,13 @@ class FakeCredentials:
         self.expiry: datetime.datetime | None = None
         self.fail: Exception | None = None
 
+    quota_project_id: str | None = None
+
+    def apply(self, headers: dict[str, str]) -> None:  # as google-auth's Credentials.apply
+        headers["authorization"] = f"Bearer {self.token}"
+        if self.quota_project_id:
+            headers["x-goog-user-project"] = self.quota_project_id
+
     def refresh(self, request: Any) -> None:
         if self.fail is not None:
             raise self.fail
@@ -341,6 +348,14 @@ async def test_headers_bearer_token_and_betas_only() -> None:
     assert headers["anthropic-beta"] == "context-1m"
     assert "anthropic-version" not in headers  # Vertex takes the version in the body
     assert headers["x-request-id"] == "req-1"
+
+
+async def test_a_quota_project_is_sent_as_google_auth_would() -> None:
+    session = ScriptedSession((200, orjson.dumps(MESSAGE)))
+    backend, credentials, _ = backend_with(session)
+    credentials.quota_project_id = "billing-proj"
+    await backend.create(call(), "m", [], connect_timeout=1)
+    assert session.requests[0]["headers"]["x-goog-user-project"] == "billing-proj"
 
 
 async def test_stream_events_end_with_message_stop() -> None:
