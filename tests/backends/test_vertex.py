@@ -1,23 +1,18 @@
-"""kind: vertex in-process: hosts and paths, the body, headers, error mapping, the 401 refresh,
-and the token cache driven by fake clocks (``sidecar.backends.vertex``, ``gcp_auth``,
-``translate.google_errors``). The scripted session stands in for ``UpstreamSession``; the real
-one, the real google-auth and a real fake Vertex are in tests/integration/test_vertex.py."""
+"""kind: vertex in-process (``sidecar.backends.vertex``): hosts and paths, the settings, the
+body, headers, error mapping through the backend, the 401 refresh. The scripted session stands
+in for ``UpstreamSession``; the real one, the real google-auth and a real fake Vertex are in
+tests/integration/test_vertex.py."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import threading
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from google.auth import exceptions as auth_errors
 
 from sidecar.backends import build_backend
-from sidecar.backends.gcp_auth import REFRESH_MARGIN, UNKNOWN_LIFETIME, GoogleTokens
 from sidecar.backends.settings import VertexSettings
 from sidecar.backends.vertex import VertexBackend, count_tokens_path, model_path, vertex_host
 from sidecar.config import ConfigError, build_config
@@ -27,6 +22,7 @@ from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import Call, CountCall, RawEvent, count_tokens_decoder, request_decoder
 from sidecar.translate.google_errors import error_from_google
 from sidecar.translate.sse import SSEDecoder, SSEFrame
+from tests.backends.google_fakes import FakeClock, FakeCredentials, tokens_for
 
 BODY = {"model": "claude-x", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 MESSAGE = {
@@ -212,48 +208,6 @@ class ScriptedSession:
 
     async def aclose(self) -> None:
         pass
-
-
-class FakeCredentials:
-    """google-auth credentials whose refresh mints ``tok-N`` valid for ``lifetime`` seconds."""
-
-    def __init__(self, clock: FakeClock, lifetime: float | None = 3600.0) -> None:
-        self.clock = clock
-        self.lifetime = lifetime
-        self.refreshes = 0
-        self.token: str | None = None
-        self.expiry: datetime.datetime | None = None
-        self.fail: Exception | None = None
-
-    quota_project_id: str | None = None
-
-    def apply(self, headers: dict[str, str]) -> None:  # as google-auth's Credentials.apply
-        headers["authorization"] = f"Bearer {self.token}"
-        if self.quota_project_id:
-            headers["x-goog-user-project"] = self.quota_project_id
-
-    def refresh(self, request: Any) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.refreshes += 1
-        self.token = f"tok-{self.refreshes}"
-        if self.lifetime is not None:
-            self.expiry = self.clock.utcnow() + datetime.timedelta(seconds=self.lifetime)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def utcnow(self) -> datetime.datetime:
-        return datetime.datetime(2026, 1, 1) + datetime.timedelta(seconds=self.now)
-
-
-def tokens_for(credentials: FakeCredentials, clock: FakeClock) -> GoogleTokens:
-    return GoogleTokens("v", lambda: credentials, clock=clock.monotonic, utcnow=clock.utcnow)
 
 
 def backend_with(
@@ -484,12 +438,6 @@ async def test_errors(status: int, body: bytes, error_type: str, verdict: Verdic
     assert classify(info.value, DEFAULT) is verdict
 
 
-def test_google_message_is_kept_and_retry_after_read() -> None:
-    error = error_from_google(429, google_body(429, "RESOURCE_EXHAUSTED"), {"retry-after": "3"})
-    assert error.message == "m RESOURCE_EXHAUSTED"
-    assert error.retry_after == 3.0
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 async def test_a_401_refreshes_the_token_and_tries_once_more(stream: bool) -> None:
     answer = EVENTS if stream else orjson.dumps(MESSAGE)
@@ -522,141 +470,3 @@ async def test_a_second_401_is_this_targets_auth_failure(stream: bool) -> None:
     assert info.value.error_type == "api_error"  # not the caller's authentication problem
     assert "tok-" not in info.value.message
     assert len(session.requests) == 2 and credentials.refreshes == 2
-
-
-# --------------------------------------------------------------------------- the token cache
-
-
-async def test_a_token_is_reused_until_shortly_before_expiry() -> None:
-    clock = FakeClock()
-    credentials = FakeCredentials(clock, lifetime=3600.0)
-    tokens = tokens_for(credentials, clock)
-    assert await tokens.token() == "tok-1"
-    clock.now += 3600.0 - REFRESH_MARGIN - 1
-    assert await tokens.token() == "tok-1"
-    clock.now += 2
-    assert await tokens.token() == "tok-2"
-    assert credentials.refreshes == 2
-    assert "tok" not in repr(tokens)
-
-
-@pytest.mark.parametrize(
-    ("lifetime", "fresh_for"),
-    [
-        pytest.param(3600.0, 3600.0 - REFRESH_MARGIN, id="an-hour:margin"),
-        pytest.param(40.0, 30.0, id="short-lived:a-quarter-of-its-life"),
-        pytest.param(None, UNKNOWN_LIFETIME * 0.75, id="no-expiry"),
-    ],
-)
-async def test_how_long_a_token_is_fresh(lifetime: float | None, fresh_for: float) -> None:
-    clock = FakeClock()
-    credentials = FakeCredentials(clock, lifetime=lifetime)
-    tokens = tokens_for(credentials, clock)
-    await tokens.token()
-    clock.now += fresh_for - 0.5
-    await tokens.token()
-    assert credentials.refreshes == 1
-    clock.now += 1.0
-    await tokens.token()
-    assert credentials.refreshes == 2
-
-
-async def test_one_refresh_at_a_time_for_concurrent_callers() -> None:
-    clock = FakeClock()
-    credentials = FakeCredentials(clock)
-    tokens = tokens_for(credentials, clock)
-    got = await asyncio.gather(*(tokens.token() for _ in range(8)))
-    assert got == ["tok-1"] * 8
-    assert credentials.refreshes == 1
-
-
-async def test_a_caller_that_gives_up_leaves_the_refresh_to_the_others() -> None:
-    gate = threading.Event()
-
-    class Slow(FakeCredentials):
-        def refresh(self, request: Any) -> None:
-            gate.wait(10)
-            super().refresh(request)
-
-    clock = FakeClock()
-    credentials = Slow(clock)
-    tokens = tokens_for(credentials, clock)
-    first = asyncio.ensure_future(tokens.token())
-    await asyncio.sleep(0)  # the first caller starts the refresh...
-    second = asyncio.ensure_future(tokens.token())
-    await asyncio.sleep(0)  # ...the second waits for the same one
-    first.cancel()
-    gate.set()
-    assert await second == "tok-1"
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    assert credentials.refreshes == 1
-
-
-async def test_refresh_of_a_stale_token_that_another_caller_replaced_fetches_nothing() -> None:
-    clock = FakeClock()
-    credentials = FakeCredentials(clock)
-    tokens = tokens_for(credentials, clock)
-    first = await tokens.token()
-    second = await tokens.refresh(first)  # a 401 on the first token
-    assert second == "tok-2"
-    assert await tokens.refresh(first) == "tok-2"  # a second caller's 401 on the same token
-    assert credentials.refreshes == 2
-
-
-async def test_the_refresh_runs_off_the_event_loop() -> None:
-    loop_thread: list[Any] = []
-
-    class Recording(FakeCredentials):
-        def refresh(self, request: Any) -> None:
-            loop_thread.append(threading.current_thread())
-            super().refresh(request)
-
-    clock = FakeClock()
-    tokens = tokens_for(Recording(clock), clock)
-    await tokens.token()
-    assert loop_thread and loop_thread[0] is not threading.current_thread()
-
-
-@pytest.mark.parametrize(
-    ("failure", "kind"),
-    [
-        pytest.param(
-            auth_errors.RefreshError("invalid_grant: Invalid JWT Signature."),
-            FailureKind.AUTH,
-            id="refused-grant",
-        ),
-        pytest.param(
-            auth_errors.TransportError("connection refused"),
-            FailureKind.CONNECT,
-            id="token-endpoint-down",
-        ),
-        pytest.param(
-            auth_errors.DefaultCredentialsError("no ADC"),
-            FailureKind.AUTH,
-            id="no-credentials",
-        ),
-    ],
-)
-async def test_credential_failures_are_this_targets_failure(
-    failure: Exception, kind: FailureKind
-) -> None:
-    clock = FakeClock()
-    credentials = FakeCredentials(clock)
-    credentials.fail = failure
-    tokens = tokens_for(credentials, clock)
-    with pytest.raises(UpstreamError) as info:
-        await tokens.token()
-    assert info.value.kind is kind
-    assert classify(info.value, DEFAULT) is Verdict.MOVE_ON
-    assert "Google credentials" in info.value.message
-
-
-async def test_missing_credentials_when_loading_are_an_auth_failure() -> None:
-    def load() -> Any:
-        raise auth_errors.DefaultCredentialsError("Your default credentials were not found")
-
-    tokens = GoogleTokens("v", load)
-    with pytest.raises(UpstreamError, match="no Google credentials found") as info:
-        await tokens.token()
-    assert info.value.kind is FailureKind.AUTH
