@@ -8,10 +8,12 @@ Subcommands (``run.sh`` drives them; see ``bench/README.md``):
     run         measure every cell, print a markdown table, write raw JSON
     hotspots    summarize a py-spy profile (``run.sh --profile``)
 
-``run`` measures, for each mode (``nonstream``, ``stream``, ``long`` = 200-chunk streams) and
-each concurrency, three targets one after another (rotated between rounds):
+``run`` measures, for each mode (``nonstream``, ``stream``, ``long`` = 200-chunk streams,
+through the OpenAI-compatible backend: translated; ``anthropic``, ``anthropic-stream``: through
+the native Anthropic backend, relayed) and each concurrency, three targets one after another
+(rotated between rounds):
 
-    direct  the mock upstream called over HTTP in OpenAI format: the baseline
+    direct  the mock upstream called over HTTP in its own format: the baseline
     http    the sidecar's ``POST /v1/messages`` (JSON, or SSE with ``"stream": true``)
     grpc    the sidecar's ``CreateMessage`` (unary) / ``StreamMessage`` (server streaming)
 
@@ -51,11 +53,20 @@ from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as 
 
 perf = time.perf_counter
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MODES = ("nonstream", "stream", "long")
+MODES = ("nonstream", "stream", "long", "anthropic", "anthropic-stream")
 TARGETS = ("direct", "http", "grpc")
 # The mock's ports, relative to --mock-port (see mock_nginx.py), and the sidecar chain per mode.
-MOCK_OFFSET = {"nonstream": 0, "stream": 1, "long": 2}
-CHAIN = {"nonstream": "bench-json", "stream": "bench-sse", "long": "bench-long"}
+MOCK_OFFSET = {"nonstream": 0, "stream": 1, "long": 2, "anthropic": 3, "anthropic-stream": 4}
+CHAIN = {
+    "nonstream": "bench-json",
+    "stream": "bench-sse",
+    "long": "bench-long",
+    "anthropic": "bench-anthropic-json",
+    "anthropic-stream": "bench-anthropic-sse",
+}
+# Modes whose upstream speaks Anthropic (the native backend: relayed, not translated).
+ANTHROPIC_MODES = frozenset({"anthropic", "anthropic-stream"})
+STREAM_MODES = frozenset({"stream", "long", "anthropic-stream"})
 PROMPT = "Say hello in one short sentence."
 STREAM_CHUNKS = 10  # content chunks of the mock's short stream (mock_nginx.py)
 
@@ -426,7 +437,23 @@ class Setup:
 
 
 def http_target(setup: Setup, target: str, mode: str) -> HttpTarget:
-    stream = mode != "nonstream"
+    stream = mode in STREAM_MODES
+    if target == "direct" and mode in ANTHROPIC_MODES:
+        return HttpTarget(
+            url_host="127.0.0.1",
+            port=setup.mock_port + MOCK_OFFSET[mode],
+            path="/v1/messages",
+            headers=(("x-api-key", "sk-mock"), ("anthropic-version", "2023-06-01")),
+            body=json.dumps(
+                {
+                    "model": "mock-model",
+                    "max_tokens": 256,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                    **({"stream": True} if stream else {}),
+                }
+            ).encode(),
+            expect=b"event: message_stop" if stream else b'"content"',
+        )
     if target == "direct":
         body: dict[str, Any] = {
             "model": "mock-model",
@@ -488,7 +515,7 @@ async def measure(
         )
         stub = spb_grpc.MessagesServiceStub(channel)
         model = CHAIN[mode]
-        worker = grpc_unary_worker if mode == "nonstream" else grpc_stream_worker
+        worker = grpc_stream_worker if mode in STREAM_MODES else grpc_unary_worker
 
         def workers(rec: Recorder) -> Iterable[Awaitable[None]]:
             return [worker(stub, model, rec, timeout) for _ in range(concurrency)]
@@ -661,7 +688,10 @@ def verdicts(summary: dict[tuple[str, int, str], dict[str, Any]], long_chunks: i
 def cmd_config(args: argparse.Namespace) -> None:
     base = args.mock_port
     backends = "\n".join(
-        f'  mock-{mode}: {{kind: openai, base_url: "http://127.0.0.1:{base + off}/v1",'
+        f'  mock-{mode}: {{kind: anthropic, base_url: "http://127.0.0.1:{base + off}",'
+        ' api_key: "sk-mock"}'
+        if mode in ANTHROPIC_MODES
+        else f'  mock-{mode}: {{kind: openai, base_url: "http://127.0.0.1:{base + off}/v1",'
         ' api_key: "sk-mock"}'
         for mode, off in MOCK_OFFSET.items()
     )
@@ -892,7 +922,7 @@ def main() -> None:
     p.add_argument("--mock-port", type=int, default=18010)
     p.add_argument("--mock-pid", type=int, default=0, help="the nginx master (CPU accounting)")
     p.add_argument("--long-chunks", type=int, default=200, help="as given to mock_nginx.py")
-    p.add_argument("-m", "--modes", default="nonstream,stream,long")
+    p.add_argument("-m", "--modes", default=",".join(MODES))
     p.add_argument("-c", "--concurrency", default="1,16")
     p.add_argument("-r", "--rounds", type=int, default=2)
     p.add_argument("-d", "--duration", type=float, default=4.0, help="measured seconds per run")

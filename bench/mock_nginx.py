@@ -8,6 +8,9 @@ beyond what nginx needs), plus ``GET /health`` and ``GET /status`` (nginx ``stub
     BASE+1  ``chat.completion.chunk`` SSE: role chunk, 10 content chunks, finish chunk,
             usage chunk, ``data: [DONE]`` (13 ``data:`` lines)
     BASE+2  the same SSE with ``--long-chunks`` content chunks (default 200)
+    BASE+3  an Anthropic ``message`` JSON (the sidecar's native backend, relayed)
+    BASE+4  an Anthropic Messages SSE stream: message_start, a text block with 10 deltas,
+            message_delta, message_stop (15 events)
 
 The sidecar routes to them by model name (one backend and chain per port, see ``bench.py``),
 so neither nginx nor the sidecar has to look at ``"stream"`` to pick the answer. Bodies that
@@ -87,6 +90,54 @@ def openai_sse(n: int = 10) -> str:
     return "".join(f"data: {_dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
 
 
+def anthropic_json(n: int = 10) -> str:
+    """An Anthropic ``message`` whose text is ``n`` pieces long."""
+    return _dumps(
+        {
+            "id": "msg_bench0001",
+            "type": "message",
+            "role": "assistant",
+            "model": MODEL,
+            "content": [{"type": "text", "text": "".join(_pieces(n))}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": n, "service_tier": "standard"},
+        }
+    )
+
+
+def anthropic_sse(n: int = 10) -> str:
+    """An Anthropic stream of one text block in ``n`` deltas."""
+    start = {
+        "id": "msg_bench0001",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    }
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    events += [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+        for p in _pieces(n)
+    ]
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": n},
+        },
+        {"type": "message_stop"},
+    ]
+    return "".join(f"event: {e['type']}\ndata: {_dumps(e)}\n\n" for e in events)
+
+
 def _literal(body: str) -> str:
     """An nginx single-quoted string."""
     if "$" in body or "'" in body:
@@ -159,6 +210,8 @@ http {{
 {_server(base_port, "application/json", openai_json(), "json")}
 {_server(base_port + 1, "text/event-stream", openai_sse(), "sse")}
 {_server(base_port + 2, "text/event-stream", long_sse, "longSse")}
+{_server(base_port + 3, "application/json", anthropic_json(), "json")}
+{_server(base_port + 4, "text/event-stream", anthropic_sse(), "sse")}
 }}
 """
     path = run_dir / "nginx.conf"

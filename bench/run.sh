@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh -- the sidecar's benchmark in one command (`make bench` runs it).
 #
-#   bench/run.sh                 full run: 3 modes x C=1,16 x {direct,http,grpc} x 2 rounds (~4 min)
+#   bench/run.sh                 full run: 5 modes x C=1,16 x {direct,http,grpc} x 2 rounds (~7 min)
 #   bench/run.sh --quick         1 round, shorter runs (~1 min)
 #   bench/run.sh --profile       also record a py-spy profile of the sidecar (numbers perturbed)
 #   bench/run.sh [--quick] -- -m stream -c 1      extra arguments go to `bench.py run`
@@ -100,7 +100,7 @@ nginx_pid=$!
 started $! sidecar
 sidecar_pid=$!
 
-"$PY" bench/bench.py wait-mock --port "$MOCK_PORT" --count 3 --pid "$nginx_pid" \
+"$PY" bench/bench.py wait-mock --port "$MOCK_PORT" --count 5 --pid "$nginx_pid" \
   || { cat "$RUN/nginx/error.log" "$RUN/nginx.log" >&2 2>/dev/null; exit 1; }
 read -r http_addr grpc_addr < <("$PY" bench/bench.py wait-ready --log "$RUN/sidecar.log" \
   --pid "$sidecar_pid" --timeout 60) || { tail -20 "$RUN/sidecar.log" >&2; exit 1; }

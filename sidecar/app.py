@@ -90,6 +90,11 @@ async def _drain(
     idle.cancel()
 
 
+def _limits(config: Config) -> dict[str, int]:
+    """Each backend's configured connection limit (0: unbounded), held by the engine."""
+    return {name: getattr(s, "max_connections", 0) for name, s in config.backends.items()}
+
+
 def _reload(current: Config, engine: Engine) -> None:
     """SIGHUP: read the configuration file again; a valid one serves new requests from now on,
     an invalid one is rejected with the reason and the running one stays."""
@@ -104,7 +109,7 @@ def _reload(current: Config, engine: Engine) -> None:
     if new.server != current.server:
         log("reload_server_unchanged", level=30, reason="server settings apply at the next start")
     backends = {name: build_backend(name, s) for name, s in new.backends.items()}
-    engine.reload(backends, new.routes)
+    engine.reload(backends, new.routes, _limits(new))
     log("reloaded", config=new.source, chains=engine.model_names())
 
 
@@ -119,6 +124,7 @@ async def serve(config: Config) -> int:
         observer=telemetry,
         max_concurrent=config.server.max_concurrent_requests,
         report_degradations=config.server.report_degradations,
+        limits=_limits(config),
     )
     auth = TokenCheck(config.server.auth_tokens)
     telemetry.watch_breakers(engine.breakers.snapshot)

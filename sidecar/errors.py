@@ -14,16 +14,18 @@ gRPC). Upstream failures also carry what the engine needs to decide whether to m
     ├── UpstreamError             a backend failed; type and status follow the upstream's status
     │                             or the failure kind (connect, timeout, broken stream...)
     ├── DeadlineExceededError     504 timeout_error            DEADLINE_EXCEEDED (overall budget)
-    ├── OverloadedError           529 overloaded_error         UNAVAILABLE (own limits, draining)
+    ├── OverloadedError           529 overloaded_error         UNAVAILABLE (draining)
+    │   └── LocalLimitError       529 overloaded_error         RESOURCE_EXHAUSTED (the sidecar's
+    │                             own limits: concurrency, a backend's connection pool)
     └── InternalError             500 api_error                INTERNAL (a bug of ours)
 
-Foreign exceptions (httpx, msgspec, grpc) are mapped to these at the one place that meets them.
+Foreign exceptions (aiohttp, msgspec, grpc) are mapped to these at the one place that meets them.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 
 class FailureKind(enum.Enum):
@@ -173,6 +175,23 @@ class OverloadedError(SidecarError):
         return self._retry_after
 
 
+class LocalLimitError(OverloadedError):
+    """The sidecar itself is at a limit (its concurrency limit, a backend's connection pool).
+
+    Not an upstream's failure: no breaker moves, no fallback is tried. The caller is told to
+    come back shortly (``retry-after``); on gRPC it is RESOURCE_EXHAUSTED, as for a quota."""
+
+    grpc_code_override = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, reason: str, retry_after: float = 1.0) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.limit = reason  # a bounded label: ``concurrency``, ``pool``
+
+    @property
+    def reason(self) -> str:
+        return f"LOCAL_LIMIT_{self.limit.upper()}"
+
+
 class InternalError(SidecarError):
     error_type = "api_error"
     grpc_code_override = "INTERNAL"
@@ -226,10 +245,26 @@ class UpstreamError(SidecarError):
 
 
 class ChainExhaustedError(SidecarError):
-    """Every target of a chain failed; shows as the last upstream error, marked exhausted."""
+    """Every target of a chain failed; shows as the last upstream error, marked exhausted.
 
-    def __init__(self, last: SidecarError, attempts: int) -> None:
-        super().__init__(last.message)
+    ``errors`` holds every failed attempt's error, in order (the last one is ``last``); the
+    message lists them all, so the caller sees why each target failed, not only the last."""
+
+    MAX_EACH = 300  # characters of each attempt's message (an upstream's body can be long)
+
+    def __init__(
+        self, last: SidecarError, attempts: int, errors: Sequence[SidecarError] = ()
+    ) -> None:
+        self.errors = list(errors) or [last]
+        if len(self.errors) == 1:
+            message = last.message
+        else:
+            listed = "; ".join(
+                f"({i}) {_clip(error.message, self.MAX_EACH)}"
+                for i, error in enumerate(self.errors, 1)
+            )
+            message = f"all {len(self.errors)} attempts failed: {listed}"
+        super().__init__(message)
         self.last = last
         self.attempts = attempts
         self.error_type = last.error_type
@@ -245,3 +280,7 @@ class ChainExhaustedError(SidecarError):
     @property
     def reason(self) -> str:
         return "FALLBACK_EXHAUSTED"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

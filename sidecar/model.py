@@ -184,6 +184,7 @@ ThinkingConfig = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 class OutputConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     effort: str | None = None  # low | medium | high | max
+    # Structured outputs: {"type": "json_schema", "schema": {...}}
     format: dict[str, Any] | None = None
 
 

@@ -111,6 +111,22 @@ class Telemetry:
             ["target", "direction"],
             registry=r,
         )
+        self.local_rejections = Counter(
+            "anyllm_local_rejections",
+            "Requests refused by the sidecar's own limits, not by an upstream: concurrency "
+            "(server.max_concurrent_requests), pool (no slot of a backend's max_connections "
+            "within pool_timeout), draining.",
+            ["surface", "kind", "reason"],
+            registry=r,
+        )
+        self.pool_wait_seconds = Histogram(
+            "anyllm_pool_wait_seconds",
+            "Waits for a free slot of a backend's max_connections (only requests that waited); "
+            "not part of any upstream attempt.",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.degradations = Counter(
             "anyllm_degradations",
             "Features dropped or approximated in translation, by feature.",
@@ -138,8 +154,13 @@ class Telemetry:
     def request_started(self, outcome: Outcome) -> None:
         self._child(self.in_flight, self._c_in_flight, outcome.surface, outcome.kind).inc()
 
+    def request_rejected(self, surface: str, kind: str, reason: str) -> None:
+        self.local_rejections.labels(surface, kind, reason).inc()
+
     def request_finished(self, outcome: Outcome) -> None:
         child = self._child
+        for backend, seconds in outcome.pool_waits:
+            self.pool_wait_seconds.labels(backend).observe(seconds)
         child(self.in_flight, self._c_in_flight, outcome.surface, outcome.kind).dec()
         child(
             self.requests,
@@ -179,13 +200,10 @@ class Telemetry:
                     outcome.output_tokens
                 )
         for feature in dict.fromkeys(outcome.degradations):
-            # Unknown field names come from callers: one bounded label for all of them.
-            if feature.startswith("field:"):
-                label = "unknown_field"
-            elif feature.startswith("block:"):
-                label = "unknown_block"
-            else:
-                label = feature
+            # What follows a ``:`` comes from callers (field names, block and tool types,
+            # effort levels): one bounded label per kind of note.
+            kind = feature.partition(":")[0]
+            label = {"field": "unknown_field", "block": "unknown_block"}.get(kind, kind)
             self.degradations.labels(label).inc()
         if self._log_requests:
             log(
@@ -213,5 +231,9 @@ class Telemetry:
                     for a in outcome.attempts
                 ],
                 skipped=outcome.skipped or None,
+                pool_wait_ms=round(sum(s for _, s in outcome.pool_waits) * 1000, 2)
+                if outcome.pool_waits
+                else None,
+                rejected=outcome.rejected,
                 degradations=list(dict.fromkeys(outcome.degradations)) or None,
             )

@@ -54,7 +54,8 @@ class AnthropicBackend:
                 return call.raw_body
             doc = orjson.loads(call.raw_body)
             doc["model"] = model
-            doc["stream"] = stream
+            if stream or "stream" in doc:
+                doc["stream"] = stream
             return orjson.dumps(doc)
         request = msgspec.structs.replace(call.request, model=model, stream=stream or None)
         return json_encoder.encode(request)

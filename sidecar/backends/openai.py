@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
+from sidecar.errors import InvalidRequestError
 from sidecar.model import Call, CountCall, Message, StreamItem, TokenCount
 from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
@@ -50,14 +51,23 @@ class OpenAIBackend:
         return {"x-request-id": call.request_id}
 
     def _body(self, call: Call, model: str, *, stream: bool, notes: list[str]) -> bytes:
-        body = to_openai_request(
-            call.request, model, stream=stream, options=self._options, notes=notes
-        )
+        try:
+            body = orjson.dumps(
+                to_openai_request(
+                    call.request, model, stream=stream, options=self._options, notes=notes
+                )
+            )
+        except TypeError as exc:  # orjson's JSONEncodeError is one: an int past 64 bits...
+            # The caller's values, not ours: a 400 before anything is sent.
+            raise InvalidRequestError(
+                f"the request cannot be sent to {self.name} (an OpenAI-compatible upstream): "
+                f"{exc} (integers must fit in 64 bits)"
+            ) from None
         if call.raw_body is not None:
             # Fields this sidecar does not model reach an Anthropic upstream; here they are lost.
             notes += [f"field:{name}" for name in unknown_fields(call.raw_body)]
         notes += call.unmodelled
-        return orjson.dumps(body)
+        return body
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float

@@ -39,6 +39,7 @@ from sidecar.errors import (
     DeadlineExceededError,
     FailureKind,
     InvalidRequestError,
+    LocalLimitError,
     OverloadedError,
     SidecarError,
     UpstreamError,
@@ -58,6 +59,7 @@ from .breaker import Breakers
 from .classify import Verdict, classify, retry_delay
 from .outcome import Attempt, NullObserver, Observer, Outcome
 from .policy import Chain, Policy, Routes, Target
+from .slots import Slot, Slots
 from .stream import (
     SHUTDOWN,
     EngineStream,
@@ -75,11 +77,14 @@ AttemptFn = Callable[[Backend, Target, Policy, list[str], float, float], Awaitab
 
 
 class _Generation:
-    """One configuration's backends and routes, and how many requests still use them."""
+    """One configuration's backends, their slots and routes, and how many requests use them."""
 
-    def __init__(self, backends: Mapping[str, Backend], routes: Routes) -> None:
+    def __init__(
+        self, backends: Mapping[str, Backend], routes: Routes, limits: Mapping[str, int]
+    ) -> None:
         self.backends = backends
         self.routes = routes
+        self.slots = Slots(limits)
         self.in_flight = 0
         self.retired = False
         self._closing: asyncio.Task[None] | None = None
@@ -106,8 +111,10 @@ class Engine:
         observer: Observer | None = None,
         max_concurrent: int = 1 << 30,
         report_degradations: bool = True,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
-        self._gen = _Generation(backends, routes)
+        # limits: backend name -> its max_connections (0 or absent: unbounded); see slots.py.
+        self._gen = _Generation(backends, routes, limits or {})
         self._sleep = sleep
         self._jitter = jitter
         self._observer = observer or NullObserver()
@@ -139,13 +146,16 @@ class Engine:
         self, kind: str, surface: str, request_id: str, model: str, requested: str | None
     ) -> tuple[Chain, Outcome, _Generation]:
         if self.draining:
+            self._observer.request_rejected(surface, kind, "draining")
             raise OverloadedError(
                 "the sidecar is shutting down; retry against its replacement", retry_after=1
             )
         if self._in_flight >= self._max_concurrent:
-            raise OverloadedError(
-                f"too many concurrent requests (limit {self._max_concurrent}); retry shortly",
-                retry_after=1,
+            self._observer.request_rejected(surface, kind, "concurrency")
+            raise LocalLimitError(
+                f"the sidecar is at its limit of {self._max_concurrent} concurrent requests "
+                "(server.max_concurrent_requests); retry shortly",
+                reason="concurrency",
             )
         gen = self._gen
         chain, route = self._chain_for(gen.routes, model, requested)
@@ -227,10 +237,15 @@ class Engine:
 
     # ------------------------------------------------------------------ reload, close
 
-    def reload(self, backends: Mapping[str, Backend], routes: Routes) -> None:
+    def reload(
+        self,
+        backends: Mapping[str, Backend],
+        routes: Routes,
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
         """New requests use ``backends`` and ``routes``; requests in flight finish on the old
         ones, whose connections are closed once the last of them is done. Breakers persist."""
-        old, self._gen = self._gen, _Generation(backends, routes)
+        old, self._gen = self._gen, _Generation(backends, routes, limits or {})
         old.retired = True
         if old.in_flight == 0:
             old.close_soon()
@@ -262,7 +277,8 @@ class Engine:
         gen: _Generation,
         deadline: float | None,
         attempt: AttemptFn[T],
-    ) -> T:
+    ) -> tuple[T, Slot]:
+        """The first answer, and the backend slot it holds (the caller releases it)."""
         policy = chain.policy
         loop = asyncio.get_running_loop()
         own = loop.time() + policy.timeout
@@ -270,6 +286,7 @@ class Engine:
         queue = list(chain.targets)
         overflowed = False
         last: SidecarError | None = None
+        failures: list[SidecarError] = []  # every failed attempt, for the exhausted error
         while queue:
             target = self._pick(queue, outcome)
             if target is None:
@@ -282,6 +299,16 @@ class Engine:
                     raise self._fail(
                         outcome, last, DeadlineExceededError("the request's time budget ran out")
                     )
+                # Before the attempt's timers and its breaker: a wait here is ours, not its.
+                try:
+                    slot = await gen.slots.take(
+                        target.backend, min(now + policy.pool_timeout, deadline), outcome.pool_waits
+                    )
+                except LocalLimitError as exc:
+                    outcome.rejected = exc.limit
+                    self._observer.request_rejected(outcome.surface, outcome.kind, exc.limit)
+                    raise self._fail(outcome, None, exc) from None
+                now = loop.time()
                 self.breakers.acquire(target.label)
                 notes: list[str] = []
                 try:
@@ -294,6 +321,7 @@ class Engine:
                         deadline,
                     )
                 except SidecarError as exc:
+                    slot.release()
                     self._record(outcome, target, now, exc)
                     if isinstance(exc, DeadlineExceededError):
                         self.breakers.release(target.label)
@@ -308,6 +336,7 @@ class Engine:
                         cooldown=policy.breaker.cooldown,
                     )
                     last = exc
+                    failures.append(exc)
                     if verdict is Verdict.OVERFLOW and not overflowed:
                         overflowed = True
                         bigger = gen.routes.chains[policy.on_context_overflow or ""]
@@ -323,6 +352,7 @@ class Engine:
                     await self._sleep(delay)
                     continue
                 except BaseException:
+                    slot.release()
                     self.breakers.release(target.label)  # cancelled: no verdict on the target
                     raise
                 self.breakers.success(target.label)
@@ -331,11 +361,15 @@ class Engine:
                 outcome.answered_target = target.label
                 if self._report_degradations:
                     outcome.degradations.extend(notes)
-                return result
-        raise self._fail(outcome, last, None)
+                return result, slot
+        raise self._fail(outcome, last, None, failures)
 
     def _fail(
-        self, outcome: Outcome, last: SidecarError | None, error: SidecarError | None
+        self,
+        outcome: Outcome,
+        last: SidecarError | None,
+        error: SidecarError | None,
+        failures: list[SidecarError] | None = None,
     ) -> SidecarError:
         """The error to raise, with the outcome's metadata attached."""
         if error is None:
@@ -343,7 +377,7 @@ class Engine:
                 error = DeadlineExceededError("the request's time budget ran out")
             else:
                 outcome.exhausted = True
-                error = ChainExhaustedError(last, len(outcome.attempts))
+                error = ChainExhaustedError(last, len(outcome.attempts), failures or ())
         error.metadata = outcome.error_metadata()
         return error
 
@@ -387,9 +421,10 @@ class Engine:
             answer = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
             return await _bounded(answer, backend.name, end, deadline)
 
-        message = await self._observed(
+        message, slot = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
         )
+        slot.release()
         outcome.input_tokens, outcome.output_tokens = answer_usage(message)
         if type(message) is RawMessage:
             outcome.upstream_headers = message.headers
@@ -426,7 +461,7 @@ class Engine:
                 raise
             return events, held, end, policy, backend.name
 
-        events, held, end, policy, name = await self._observed(
+        (events, held, end, policy, name), slot = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
         )
         outcome.ttft = asyncio.get_running_loop().time() - outcome.started
@@ -441,6 +476,7 @@ class Engine:
             backend=name,
             finish=lambda done, result: self._finish(done, gen, result),
             tasks=self._tasks,
+            on_close=slot.release,  # once the body was read to its end: the connection is free
         )
 
     async def count_tokens(self, call: CountCall) -> tuple[TokenCount, Outcome]:
@@ -463,7 +499,10 @@ class Engine:
                 notes.append("count_tokens.estimated")
             return count
 
-        count = await self._observed(outcome, gen, self._run(picked, outcome, gen, None, attempt))
+        count, slot = await self._observed(
+            outcome, gen, self._run(picked, outcome, gen, None, attempt)
+        )
+        slot.release()
         outcome.input_tokens = count.input_tokens
         self._finish(outcome, gen, "ok")
         return count, outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Protocol
+from urllib.parse import quote
 
 # Metadata keys, the same on HTTP (headers) and gRPC (metadata); lower case as gRPC requires.
 BACKEND_KEY = "x-anyllm-backend"
@@ -45,6 +46,10 @@ class Outcome:
     degradations: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)  # targets with an open breaker
     ttft: float | None = None  # streams: seconds from the start to the commit point
+    # Waits for a slot of a backend's max_connections: (backend, seconds), only those that
+    # had to wait; and the local limit that refused the request, if one did ("pool").
+    pool_waits: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    rejected: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
     # The answering upstream's own headers for the caller (anthropic-*, request-id).
@@ -59,7 +64,7 @@ class Outcome:
             items.append((BACKEND_KEY, self.answered_by))
         items.append((ATTEMPTS_KEY, str(len(self.attempts))))
         if self.degradations:
-            items.append((DEGRADATION_KEY, ",".join(dict.fromkeys(self.degradations))))
+            items.append((DEGRADATION_KEY, degradation_header(self.degradations)))
         if self.exhausted:
             items.append((EXHAUSTED_KEY, "true"))
         items += self.upstream_headers
@@ -74,12 +79,46 @@ class Outcome:
         return items
 
 
+# A degradation item may hold a caller's field or block name: anything but printable ASCII
+# (and the list's own ``,`` and ``%``) is percent-encoded as UTF-8, each name is clipped, and the
+# whole value is bounded, so the header is always valid on HTTP and in gRPC metadata.
+_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in ",%")
+MAX_ITEM = 100  # characters of a name, before encoding
+MAX_HEADER = 2000  # characters of the whole value
+
+
+def _header_item(item: str) -> str:
+    plain = item.isascii() and item.isprintable() and len(item) <= MAX_ITEM
+    if plain and " " not in item and "," not in item and "%" not in item:
+        return item
+    return quote(item[:MAX_ITEM], safe=_SAFE)
+
+
+def degradation_header(degradations: list[str]) -> str:
+    """The ``x-anyllm-degradation`` value: the distinct items, comma-separated, header-safe;
+    past ``MAX_HEADER`` characters the rest is counted as ``more:N``."""
+    out: list[str] = []
+    size = 0
+    items = list(dict.fromkeys(degradations))
+    for i, item in enumerate(items):
+        safe = _header_item(item)
+        if size + len(safe) + 1 > MAX_HEADER:
+            out.append(f"more:{len(items) - i}")
+            break
+        out.append(safe)
+        size += len(safe) + 1
+    return ",".join(out)
+
+
 class Observer(Protocol):
-    """Told when each request starts and when it is finished (metrics, logs)."""
+    """Told when each request starts and when it is finished (metrics, logs), and of each one
+    a local limit refused (``reason``: ``concurrency``, ``pool``, ``draining``)."""
 
     def request_started(self, outcome: Outcome) -> None: ...
 
     def request_finished(self, outcome: Outcome) -> None: ...
+
+    def request_rejected(self, surface: str, kind: str, reason: str) -> None: ...
 
 
 class NullObserver:
@@ -87,4 +126,7 @@ class NullObserver:
         return None
 
     def request_finished(self, outcome: Outcome) -> None:
+        return None
+
+    def request_rejected(self, surface: str, kind: str, reason: str) -> None:
         return None

@@ -34,6 +34,9 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     connect_timeout: float = 10.0  # opening a connection to the upstream
     ttft_timeout: float = 20.0  # sending the request to the first content event
     idle_timeout: float = 30.0  # the longest gap between two stream events
+    # The longest wait for a free slot of a backend's max_connections (the sidecar's own
+    # limit, not the upstream's time): then 529 / RESOURCE_EXHAUSTED. See engine/slots.py.
+    pool_timeout: float = 5.0
     retries: int = 0  # extra attempts on the same target before moving on
     backoff_base: float = 0.5  # first backoff ceiling; doubles each retry (full jitter)
     backoff_max: float = 8.0
@@ -50,6 +53,7 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "connect_timeout",
             "ttft_timeout",
             "idle_timeout",
+            "pool_timeout",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive number of seconds")

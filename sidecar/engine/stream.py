@@ -107,8 +107,10 @@ class EngineStream:
         backend: str,
         finish: Callable[[Outcome, str], None],
         tasks: set[asyncio.Task[Any]] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.outcome = outcome
+        self._on_close = on_close
         self._tasks = tasks if tasks is not None else set()
         self._finish_outcome = finish
         self._finished = False
@@ -226,8 +228,12 @@ class EngineStream:
                     pass
 
     async def aclose(self) -> None:
-        await self._iterator.aclose()
-        await close_quietly(self._events)
+        try:
+            await self._iterator.aclose()
+            await close_quietly(self._events)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
         self._done("cancelled")  # closed before its end: the caller went away
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from sidecar.errors import InvalidRequestError
 from sidecar.model import CountTokensRequest, MessagesRequest
 
+# Integers every upstream can take (JSON encoders and the gRPC types stop at 64 bits).
+MAX_INT = 2**63 - 1
+
 
 def _fail(field: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"{field}: {message}", field=field)
@@ -39,9 +42,11 @@ def check_request(request: MessagesRequest | CountTokensRequest) -> None:
         return
     if request.max_tokens < 1:
         raise _fail("max_tokens", f"must be at least 1, got {request.max_tokens}")
+    if request.max_tokens > MAX_INT:
+        raise _fail("max_tokens", f"must be at most {MAX_INT}, got {request.max_tokens}")
     if request.temperature is not None and not 0.0 <= request.temperature <= 1.0:
         raise _fail("temperature", f"must be between 0 and 1, got {request.temperature}")
     if request.top_p is not None and not 0.0 <= request.top_p <= 1.0:
         raise _fail("top_p", f"must be between 0 and 1, got {request.top_p}")
-    if request.top_k is not None and request.top_k < 0:
-        raise _fail("top_k", f"must be 0 or more, got {request.top_k}")
+    if request.top_k is not None and not 0 <= request.top_k <= MAX_INT:
+        raise _fail("top_k", f"must be between 0 and {MAX_INT}, got {request.top_k}")

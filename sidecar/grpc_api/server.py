@@ -57,6 +57,7 @@ from sidecar.grpc_api import convert
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
+from sidecar.grpc_api.parse import Unparsable, add_servicer, parsed
 from sidecar.grpc_api.relay import relay
 from sidecar.grpc_api.relayed import typed_message
 from sidecar.logs import log
@@ -216,13 +217,13 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
 
     async def CreateMessage(  # the rpc's name
         self,
-        request: spb.CreateMessageRequest,
+        request: spb.CreateMessageRequest | Unparsable,
         context: grpc.aio.ServicerContext[spb.CreateMessageRequest, pb.Message],
     ) -> pb.Message:
         incoming = _Incoming(context)
         try:
             incoming = self._admit(context)
-            call = self._call(request, context, incoming, stream=False)
+            call = self._call(parsed(request), context, incoming, stream=False)
             message, outcome = await self._engine.create(call)
             reply = convert.message_to_proto(typed_message(message))
         except Exception as exc:
@@ -232,14 +233,14 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
 
     async def StreamMessage(  # type: ignore[override]
         self,
-        request: spb.CreateMessageRequest,
+        request: spb.CreateMessageRequest | Unparsable,
         context: grpc.aio.ServicerContext[spb.CreateMessageRequest, pb.StreamEvent],
     ) -> None:
         incoming = _Incoming(context)
         stream: EngineStreamApi | None = None
         try:
             incoming = self._admit(context)
-            call = self._call(request, context, incoming, stream=True)
+            call = self._call(parsed(request), context, incoming, stream=True)
             stream = await self._engine.open_stream(call)
             # Committed: the outcome so far (backend, attempts) goes out before the first event.
             await context.send_initial_metadata(stream.outcome.metadata())
@@ -255,14 +256,14 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
 
     async def CountTokens(
         self,
-        request: spb.CountTokensRequest,
+        request: spb.CountTokensRequest | Unparsable,
         context: grpc.aio.ServicerContext[spb.CountTokensRequest, spb.CountTokensResponse],
     ) -> spb.CountTokensResponse:
         incoming = _Incoming(context)
         try:
             incoming = self._admit(context)
             call = CountCall(
-                request=convert.count_tokens_request_from_proto(request),
+                request=convert.count_tokens_request_from_proto(parsed(request)),
                 request_id=incoming.request_id,
                 chain=incoming.chain,
                 passthrough_headers=incoming.passthrough,
@@ -303,7 +304,7 @@ async def start_grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
     ]
     server = grpc.aio.server(options=options)
-    spb_grpc.add_MessagesServiceServicer_to_server(MessagesServicer(engine, auth), server)
+    add_servicer(MessagesServicer(engine, auth), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

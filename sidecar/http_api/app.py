@@ -44,6 +44,7 @@ from sidecar.model import (
 )
 from sidecar.translate.anthropic_request import lenient_convert, parse
 
+from .limits import check_depth
 from .sse import encode_error_event, encode_events
 
 Scope = MutableMapping[str, Any]
@@ -61,6 +62,8 @@ _SSE_HEADERS = [
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 R = TypeVar("R", MessagesRequest, CountTokensRequest)
 _MSGSPEC_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: safe in any header
+_MAX_REQUEST_ID = 128
 
 
 class Readiness(Protocol):
@@ -131,7 +134,7 @@ class HttpApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; websockets are not served
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _request_id(scope)
         path: str = scope["path"].rstrip("/") or "/"
         handler = self._routes.get((scope["method"], path))
         try:
@@ -334,6 +337,19 @@ class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
 
+def _too_deep() -> SidecarError:
+    return InvalidRequestError("The request body nests arrays and objects too deeply")
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's ``x-request-id`` when it is a plain token (it is echoed in headers and sent
+    upstream), else a fresh one."""
+    given = _header(scope, b"x-request-id")
+    if given is not None and 0 < len(given) <= _MAX_REQUEST_ID and _TOKEN.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
 def _not_found(path: str) -> SidecarError:
     return NotFoundError(f"no such endpoint: {path}")
 
@@ -351,8 +367,11 @@ def _decode(body: bytes, into: type[R]) -> tuple[R, tuple[str, ...]]:
     """The request in ``body``, and what was left out of it because the model does not know
     it (``translate.anthropic_request``); a request wrong in what we do model is a 400."""
     decoder = request_decoder if into is MessagesRequest else count_tokens_decoder
+    check_depth(body)
     try:
         return decoder.decode(body), ()  # type: ignore[return-value]
+    except RecursionError:  # the depth check keeps well below it; never a 500 if not
+        raise _too_deep() from None
     except msgspec.DecodeError as exc:
         lenient = (
             lenient_convert(parse(body), into) if isinstance(exc, msgspec.ValidationError) else None

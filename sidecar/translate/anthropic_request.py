@@ -74,9 +74,18 @@ def parse(body: bytes) -> Any:
 def _prune(doc: dict[str, Any], dropped: list[str]) -> None:
     messages = doc.get("messages")
     if isinstance(messages, list):
+        kept = []
         for message in messages:
-            if isinstance(message, dict) and isinstance(message.get("content"), list):
+            if (
+                isinstance(message, dict)
+                and isinstance(message.get("content"), list)
+                and message["content"]
+            ):
                 message["content"] = _blocks(message["content"], _BLOCKS, dropped)
+                if not message["content"]:
+                    continue  # nothing of it is modelled: the turn goes with its blocks
+            kept.append(message)
+        doc["messages"] = kept
     if isinstance(doc.get("system"), list):
         doc["system"] = _blocks(doc["system"], frozenset({"text"}), dropped)
     for key, known in (("thinking", _THINKING), ("tool_choice", _TOOL_CHOICE)):
@@ -104,7 +113,7 @@ def _blocks(blocks: list[Any], known: frozenset[str], dropped: list[str]) -> lis
             kept.append(block)  # not ours to judge: the strict error will name it
         elif kind == "search_result":
             kept.append({"type": "text", "text": _search_result_text(block)})
-            dropped.append("block:search_result(as text)")
+            dropped.append("block:search_result(as_text)")
         elif kind not in known:
             dropped.append(f"block:{kind}")
         elif _unknown_source(block, dropped):
@@ -124,7 +133,7 @@ def _unknown_source(block: dict[str, Any], dropped: list[str]) -> bool:
         return False
     if source["type"] in known:
         return False
-    dropped.append(f"block:{block['type']}(source {source['type']})")
+    dropped.append(f"block:{block['type']}(source:{source['type']})")
     return True
 
 

@@ -37,7 +37,6 @@ from typing import Any
 
 import orjson
 
-from sidecar.errors import InvalidRequestError
 from sidecar.model import (
     Base64Source,
     ContentSource,
@@ -133,9 +132,15 @@ def to_openai_request(
     body["max_completion_tokens" if options.use_max_completion_tokens else "max_tokens"] = (
         req.max_tokens
     )
-    tools = [conv.tool(i, tool) for i, tool in enumerate(req.tools or ()) if not tool.defer_loading]
-    if req.tools and len(tools) < len(req.tools):
-        _note(notes, "tools.defer_loading")  # placeholders the client would load later
+    tools = []
+    for tool in req.tools or ():
+        if tool.defer_loading:
+            _note(notes, "tools.defer_loading")  # placeholders the client would load later
+        elif tool.type not in _CLIENT_TOOL_TYPES:
+            # A server tool runs at Anthropic; an OpenAI-compatible upstream cannot run it.
+            _note(notes, f"tool:{tool.type}")
+        else:
+            tools.append(conv.tool(tool))
     if tools:
         body["tools"] = tools
         _tool_choice(req, body)
@@ -173,7 +178,7 @@ def to_openai_request(
 def _effort(effort: str, notes: list[str]) -> str:
     mapped = _EFFORT.get(effort)
     if mapped is None:
-        _note(notes, f"output_config.effort:{effort}(as medium)")
+        _note(notes, f"output_config.effort:{effort}(as_medium)")
         return "medium"
     return mapped
 
@@ -186,7 +191,7 @@ def _response_format(fmt: dict[str, Any], notes: list[str]) -> Json:
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
         }
-    _note(notes, f"output_config.format:{fmt.get('type')}(as json_object)")
+    _note(notes, f"output_config.format:{fmt.get('type')}(as_json_object)")
     return {"type": "json_object"}
 
 
@@ -426,12 +431,7 @@ class _Converter:
 
     # ------------------------------------------------------------------ tools
 
-    def tool(self, i: int, tool: Tool) -> Json:
-        if tool.type not in _CLIENT_TOOL_TYPES:
-            raise InvalidRequestError(
-                f"tools[{i}]: server tool {tool.type!r} is not supported by this backend",
-                field=f"tools[{i}]",
-            )
+    def tool(self, tool: Tool) -> Json:
         if tool.cache_control is not None:
             self.note("cache_control")
         function: Json = {"name": tool.name}

@@ -17,7 +17,7 @@ smaller than the cap. Redacted thinking counts by its data length.
 
 from __future__ import annotations
 
-import orjson
+import msgspec
 
 from sidecar.model import (
     Base64Source,
@@ -49,6 +49,12 @@ def _text(text: str) -> int:
     return -(-size // BYTES_PER_TOKEN)
 
 
+def _json_text(value: object) -> int:
+    # msgspec, not orjson: any JSON the caller sent can be measured (orjson stops at 64-bit
+    # integers); the size of its UTF-8 encoding is what counts.
+    return -(-len(msgspec.json.encode(value)) // BYTES_PER_TOKEN)
+
+
 def _document(block: DocumentBlock) -> int:
     source = block.source
     tokens = _text(block.title or "") + _text(block.context or "")
@@ -76,7 +82,7 @@ def _block(block: object) -> int:
     if isinstance(block, DocumentBlock):
         return _document(block)
     if isinstance(block, ToolUseBlock):
-        return _text(block.name) + _text(orjson.dumps(block.input).decode())
+        return _text(block.name) + _json_text(block.input)
     if isinstance(block, ToolResultBlock):
         if block.content is None:
             return 1
@@ -108,5 +114,5 @@ def estimate_input_tokens(req: MessagesRequest | CountTokensRequest) -> int:
         for tool in req.tools:
             total += _text(tool.name) + _text(tool.description or "")
             if tool.input_schema is not None:
-                total += _text(orjson.dumps(tool.input_schema).decode())
+                total += _json_text(tool.input_schema)
     return total

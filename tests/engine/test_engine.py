@@ -225,6 +225,18 @@ async def test_exhausted_chain_raises_last_error_marked() -> None:
     assert meta["x-anyllm-attempts"] == "2"
 
 
+async def test_exhausted_error_keeps_every_attempts_error() -> None:
+    first, second = status(503), status(429)
+    engine, _, _ = make_engine([first], [second])
+    with pytest.raises(ChainExhaustedError) as info:
+        await engine.create(call())
+    assert info.value.errors == [first, second]
+    assert info.value.last is second
+    assert info.value.message == (
+        "all 2 attempts failed: (1) upstream said 503; (2) upstream said 429"
+    )
+
+
 async def test_target_model_and_request_model() -> None:
     engine, a, b = make_engine([status(500)], [])
     await engine.create(call(model="claude-sonnet"))

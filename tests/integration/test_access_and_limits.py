@@ -97,7 +97,7 @@ def test_concurrency_limit_answers_overloaded(
     config = sidecar_config(upstream.base_url)
     config["server"]["max_concurrent_requests"] = 2
     sidecar = sidecar_factory(config)
-    upstream.control.script({"delay": 1.5, "times": 2})
+    upstream.control.script({"delay": 3, "times": 2})  # long enough for a loaded machine
     results: list[int] = []
 
     def slow() -> None:
@@ -112,16 +112,94 @@ def test_concurrency_limit_answers_overloaded(
         refused = http.post("/v1/messages", json=BODY)
     assert refused.status_code == 529
     assert refused.json()["error"]["type"] == "overloaded_error"
-    assert "limit 2" in refused.json()["error"]["message"]
+    assert "limit of 2 concurrent requests" in refused.json()["error"]["message"]
     assert refused.headers["retry-after"] == "1"
     with (
         grpc.insecure_channel(sidecar.grpc_target) as channel,
         pytest.raises(grpc.RpcError) as info,
     ):
         spb_grpc.MessagesServiceStub(channel).CreateMessage(grpc_request())
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    # The sidecar's own limit, like a quota: RESOURCE_EXHAUSTED (UNAVAILABLE is for draining).
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
     for thread in threads:
         thread.join(timeout=30)
     assert results == [200, 200]
     with httpx.Client(base_url=sidecar.http_url) as http:  # the slots are free again
         assert http.post("/v1/messages", json=BODY).status_code == 200
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_full_backend_pool_is_a_local_529_not_an_upstream_failure(
+    upstream: Any, sidecar_factory: Callable[..., Any]
+) -> None:
+    config = sidecar_config(upstream.base_url, pool_timeout=0.5, breaker={"failures": 1})
+    config["backends"]["primary"]["max_connections"] = 2
+    sidecar = sidecar_factory(config)
+    upstream.control.script({"delay": 3, "times": 2})
+    results: list[int] = []
+
+    def slow() -> None:
+        with httpx.Client(base_url=sidecar.http_url, timeout=30) as http:
+            results.append(http.post("/v1/messages", json=BODY).status_code)
+
+    threads = [threading.Thread(target=slow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    upstream.control.wait_for(lambda log: len(log) == 2)  # both of primary's slots are taken
+    with httpx.Client(base_url=sidecar.http_url) as http:
+        refused = http.post("/v1/messages", json=BODY)
+        assert refused.status_code == 529
+        assert refused.json()["error"]["type"] == "overloaded_error"
+        message = refused.json()["error"]["message"]
+        assert "limit of 2 concurrent requests to backend 'primary' (max_connections)" in message
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["x-anyllm-attempts"] == "0"
+        assert "x-anyllm-fallback-exhausted" not in refused.headers
+        for thread in threads:
+            thread.join(timeout=30)
+        assert results == [200, 200]
+        assert len(upstream.control.log()) == 2  # neither primary nor secondary was tried
+        # No breaker moved (one failure would have opened primary's), and it still answers.
+        answered = http.post("/v1/messages", json=BODY)
+        assert answered.headers["x-anyllm-backend"] == "primary"
+        metrics = http.get("/metrics").text
+    assert _metric(metrics, "anyllm_local_rejections_total", reason="pool") == 1
+    assert _metric(metrics, "anyllm_pool_wait_seconds_count", backend="primary") == 1
+    assert _metric(metrics, "anyllm_upstream_attempts_total", result="ok") == 3
+    assert "anyllm_fallbacks_total{" not in metrics
+
+
+def test_waiting_for_a_pool_slot_is_not_time_to_first_token(
+    upstream: Any, sidecar_factory: Callable[..., Any]
+) -> None:
+    # One slot; the first stream holds it ~2 s; the second waits for it longer than its
+    # ttft_timeout (1 s) and is still answered by the primary: its timer starts with the slot.
+    config = sidecar_config(upstream.base_url, ttft_timeout=1, pool_timeout=20)
+    config["backends"]["primary"]["max_connections"] = 1
+    sidecar = sidecar_factory(config)
+    upstream.control.script({"chunk_delay": 0.25, "text": "a b c d e f g h"})
+    stream = {**BODY, "stream": True}
+    backends: list[str] = []
+
+    def run() -> None:
+        with httpx.Client(base_url=sidecar.http_url, timeout=30) as http:
+            response = http.post("/v1/messages", json=stream)
+            assert response.status_code == 200
+            assert response.text.rstrip().endswith('data: {"type":"message_stop"}')
+            backends.append(response.headers["x-anyllm-backend"])
+
+    first = threading.Thread(target=run)
+    first.start()
+    upstream.control.wait_for(lambda log: len(log) == 1)
+    second = threading.Thread(target=run)
+    second.start()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert backends == ["primary", "primary"]
+    assert len(upstream.control.log()) == 2  # no fallback to the secondary

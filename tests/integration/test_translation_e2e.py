@@ -141,15 +141,16 @@ def test_parallel_tool_calls_stream_over_http(client: anthropic.Anthropic, upstr
     assert message.stop_reason == "tool_use"
 
 
-def test_server_tools_are_a_clear_400(client: anthropic.Anthropic, upstream: Any) -> None:
-    with pytest.raises(anthropic.BadRequestError, match=r"tools\[0\]"):
-        client.messages.create(
-            model="m",
-            max_tokens=10,
-            tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
-            messages=[{"role": "user", "content": "search"}],
-        )
-    assert upstream.control.log() == []
+def test_server_tools_are_left_out_and_named(client: anthropic.Anthropic, upstream: Any) -> None:
+    # A server tool runs at Anthropic; an OpenAI-compatible upstream answers without it.
+    raw = client.messages.with_raw_response.create(
+        model="m",
+        max_tokens=10,
+        tools=[{"type": "web_search_20250305", "name": "web_search"}],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "search"}],
+    )
+    assert "tool:web_search_20250305" in raw.headers["x-anyllm-degradation"].split(",")
+    assert "tools" not in upstream.control.log()[-1]["body"]
 
 
 def test_degradations_over_grpc(sidecar: Any, upstream: Any) -> None:

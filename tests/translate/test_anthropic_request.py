@@ -60,7 +60,7 @@ CASES = [
                 }
             ]
         ),
-        ("block:search_result(as text)",),
+        ("block:search_result(as_text)",),
         id="search-result-as-text",
     ),
     pytest.param(
@@ -76,7 +76,7 @@ CASES = [
     ),
     pytest.param(
         doc([{"type": "image", "source": {"type": "hologram", "x": 1}}, TEXT]),
-        ("block:image(source hologram)",),
+        ("block:image(source:hologram)",),
         id="unknown-source",
     ),
     pytest.param(

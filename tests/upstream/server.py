@@ -111,6 +111,10 @@ OpenAI ``[DONE]`` line is not counted as an event:
     ``no_finish``: true → no chunk carries a ``finish_reason`` (JSON: ``null``); Anthropic: no
     ``message_delta`` event (a JSON answer's ``stop_reason`` is ``null``).
     ``usage_chunk``: false → no OpenAI usage chunk (default: always sent).
+    ``events``: a literal stream: each object is sent as one event as it is (Anthropic: with
+    ``event: <its type>``; OpenAI: a ``data:`` chunk, then ``[DONE]`` unless ``no_done``), for
+    answers in shapes the generator does not make (new block, delta and event types...). The
+    stream options above (cuts, stalls, delays, in-band errors) apply to it too.
     For a JSON (non-stream) answer, ``stream_cut_after`` / ``stall_after`` (any N) send the head
     and the first half of the body, then cut / stall.
 
@@ -170,6 +174,7 @@ _SCHEMA: dict[str, tuple[type, ...]] = {
     "no_done": (bool,),
     "no_finish": (bool,),
     "usage_chunk": (bool,),
+    "events": (list,),
 }
 
 _ANTHROPIC_ERROR_TYPES = {
@@ -920,6 +925,15 @@ class Upstream:
             await self._send_json(conn, 400, error, extra, entry=entry)
             return True
 
+        if entry["stream"] and "events" in b:  # a literal stream, in any shape the API has
+            frames = [
+                anthropic_frame(str(e.get("type", "")), e)
+                if anthropic
+                else b"data: " + _dumps(e) + b"\n\n"
+                for e in b["events"]
+            ]
+            done = None if anthropic or b.get("no_done") else b"data: [DONE]\n\n"
+            return await self._stream(conn, entry, status, frames, done, anthropic, b)
         answer = Answer(entry["seq"], request.body, b)
         if entry["stream"]:
             if anthropic:
