@@ -14,6 +14,8 @@ from typing import Any
 
 import anthropic
 import google.auth.exceptions
+import google.auth.transport.requests
+import openai
 import pytest
 from google.oauth2 import service_account
 
@@ -32,7 +34,7 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VertexFake]:
     up.close()
 
 
-OPEN: list[anthropic.AnthropicVertex] = []
+OPEN: list[anthropic.AnthropicVertex | openai.OpenAI] = []
 
 
 @pytest.fixture
@@ -213,3 +215,41 @@ def test_the_shared_fakes_faults_apply(vertex: VertexFake) -> None:
         "".join(stream.text_stream)
     outcomes = [(r["path"].rsplit(":", 1)[1], r["outcome"]) for r in vertex.model_requests()]
     assert outcomes == [("rawPredict", "reset"), ("streamRawPredict", "completed")]
+
+
+def openai_client(vertex: VertexFake) -> openai.OpenAI:
+    """Google's own recipe: the OpenAI SDK at the openapi endpoint, a Google token as the key."""
+    credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+        str(vertex.credentials_file), scopes=SCOPES
+    )
+    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+    base = f"{vertex.base_url}/v1/projects/{PROJECT}/locations/us-central1/endpoints/openapi"
+    client = openai.OpenAI(base_url=base, api_key=credentials.token, max_retries=0)
+    OPEN.append(client)
+    return client
+
+
+def test_gemini_through_the_openai_compatible_endpoint(vertex: VertexFake) -> None:
+    c = openai_client(vertex)
+    answer = c.chat.completions.create(
+        model="google/gemini-2.5-flash", messages=[{"role": "user", "content": "hello there"}]
+    )
+    assert answer.choices[0].message.content == "echo: hello there"
+    chunks = c.chat.completions.create(
+        model="google/gemini-2.5-flash",
+        messages=[{"role": "user", "content": "one two"}],
+        stream=True,
+    )
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == "echo: one two"
+    paths = {r["path"] for r in vertex.model_requests()}
+    assert paths == {
+        f"/v1/projects/{PROJECT}/locations/us-central1/endpoints/openapi/chat/completions"
+    }
+    vertex.script({"status": 429})
+    with pytest.raises(openai.RateLimitError):
+        c.chat.completions.create(
+            model="google/gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(openai.BadRequestError):  # Vertex names models publisher/model
+        c.chat.completions.create(model="gemini", messages=[{"role": "user", "content": "x"}])

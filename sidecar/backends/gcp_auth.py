@@ -18,6 +18,10 @@ expiry google-auth reports, so a request never leaves with a token about to expi
 ``refresh(stale)`` is for an upstream 401: it replaces the token that was refused, unless
 another caller already did. The clocks are injectable so tests drive expiry without waiting.
 
+``GoogleAuthSession`` puts that token on every request of a backend's session (``http.Session``)
+and owns the 401 rule: a refused token is refreshed and the request sent once more; a second 401
+is ``AUTH``. Streams are retried the same way, since a 401 comes before any event.
+
 Failures become ``UpstreamError``s: no credentials or a refused grant are ``AUTH`` (this target
 fails, the chain moves on, the log says it is a credentials problem); a token endpoint that
 cannot be reached is ``CONNECT``. Tokens never appear in messages or reprs.
@@ -28,10 +32,16 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from sidecar.errors import FailureKind, UpstreamError
+from sidecar.translate.sse import SSEFrame
+
+from .http import DEFAULT_CONNECT_TIMEOUT, ErrorMapper, Session
+
+T = TypeVar("T")
+Frames = AsyncGenerator[list[SSEFrame] | None, None]
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 REFRESH_MARGIN = 300.0  # seconds before expiry that a token is replaced
@@ -161,3 +171,99 @@ class GoogleTokens:
             kind=kind,
             backend=self._backend,
         )
+
+
+class GoogleAuthSession:
+    """``session`` with ``tokens``' access token (and google-auth's other headers) on each
+    request, ``prefix`` before each path, and the 401 rule (refresh, resend once, then AUTH).
+    Several may share one pooled ``session``; ``aclose`` is the owner's to call on it."""
+
+    def __init__(self, session: Session, tokens: GoogleTokens, prefix: str = "") -> None:
+        self._session = session
+        self._tokens = tokens
+        self._prefix = prefix
+
+    def _headers(self, headers: Mapping[str, str], token: str) -> dict[str, str]:
+        return {**headers, **self._tokens.headers, "authorization": f"Bearer {token}"}
+
+    async def _authorised(self, backend: str, send: Callable[[str], Awaitable[T]]) -> T:
+        token = await self._tokens.token()
+        try:
+            return await send(token)
+        except UpstreamError as exc:
+            if exc.status != 401:
+                raise
+        token = await self._tokens.refresh(token)
+        try:
+            return await send(token)
+        except UpstreamError as exc:
+            if exc.status != 401:
+                raise
+            raise UpstreamError(
+                f"{backend}: Google refused the access token after a refresh (HTTP 401): "
+                f"{exc.message}",
+                kind=FailureKind.AUTH,
+                backend=backend,
+            ) from exc
+
+    async def post_json(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        headers_out: list[tuple[str, str]] | None = None,
+    ) -> bytes:
+        def send(token: str) -> Awaitable[bytes]:
+            return self._session.post_json(
+                backend,
+                self._prefix + path,
+                body,
+                self._headers(headers, token),
+                to_error,
+                connect_timeout,
+                headers_out=headers_out,
+            )
+
+        return await self._authorised(backend, send)
+
+    async def post_sse(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        headers_out: list[tuple[str, str]] | None = None,
+    ) -> Frames:
+        """The session's SSE batches; the first is read under the 401 rule."""
+
+        async def open_stream(token: str) -> tuple[Frames, list[SSEFrame] | None]:
+            frames = self._session.post_sse(
+                backend,
+                self._prefix + path,
+                body,
+                self._headers(headers, token),
+                to_error,
+                connect_timeout,
+                headers_out=headers_out,
+            )
+            try:
+                return frames, await anext(frames)
+            except BaseException:
+                await frames.aclose()
+                raise
+
+        frames, first = await self._authorised(backend, open_stream)
+        try:
+            yield first
+            async for batch in frames:
+                yield batch
+        finally:
+            await frames.aclose()
+
+    async def aclose(self) -> None:
+        pass  # the pooled session is closed by the backend that made it

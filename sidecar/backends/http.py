@@ -18,6 +18,7 @@ import ssl
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Protocol
 
 import aiohttp
 
@@ -28,6 +29,35 @@ from .settings import HttpSettings
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+
+
+class Session(Protocol):
+    """What a backend calls on its session: ``UpstreamSession``, or a wrapper around one (the
+    Google-token session of ``gcp_auth``), or a test's scripted stand-in."""
+
+    async def post_json(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = ...,
+        headers_out: list[tuple[str, str]] | None = None,
+    ) -> bytes: ...
+
+    def post_sse(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = ...,
+        headers_out: list[tuple[str, str]] | None = None,
+    ) -> AsyncGenerator[list[SSEFrame] | None, None]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class UpstreamSession:

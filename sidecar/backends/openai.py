@@ -23,7 +23,7 @@ from sidecar.translate.tokens import estimate_input_tokens
 from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
-from .http import UpstreamSession
+from .http import Session, UpstreamSession
 from .settings import OpenAISettings
 
 
@@ -34,10 +34,13 @@ def new_message_id() -> str:
 class OpenAIBackend:
     kind = "openai"
 
-    def __init__(self, name: str, config: OpenAISettings) -> None:
+    def __init__(
+        self, name: str, config: OpenAISettings, *, session: Session | None = None
+    ) -> None:
         self.name = name
         key = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._client = UpstreamSession.for_backend(config, key)
+        # ``session``: another backend's (Vertex's Gemini route sends Google tokens on it).
+        self._client: Session = session or UpstreamSession.for_backend(config, key)
         self._options = OpenAIOptions(
             use_max_completion_tokens=config.max_completion_tokens,
             system_role=config.system_role,

@@ -26,31 +26,35 @@ The host is ``https://{region}-aiplatform.googleapis.com``; ``global`` is
 
 Auth is a Google OAuth2 access token (``gcp_auth.GoogleTokens``: a service-account key file or
 Application Default Credentials, refreshed before expiry in a worker thread) sent as
-``authorization: Bearer``. A 401 means the token was refused: it is refreshed and the request
-sent once more; a second 401 is this target's failure (``FailureKind.AUTH``, the chain moves on).
-Errors in Google's shape and in Anthropic's are both mapped (``translate.google_errors``).
+``authorization: Bearer`` by ``gcp_auth.GoogleAuthSession``, which also owns the 401 rule: the
+token is refreshed and the request sent once more; a second 401 is this target's failure
+(``FailureKind.AUTH``, the chain moves on). Errors in Google's shape and in Anthropic's are both
+mapped (``translate.google_errors``).
+
+Models of other publishers, named ``publisher/model`` as Vertex names them
+(``google/gemini-2.5-flash``), go to Vertex's OpenAI-compatible endpoint
+(``.../endpoints/openapi/chat/completions``) through the OpenAI backend — translated, as for any
+Chat Completions upstream — on the same connection pool with the same tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
 import orjson
 
 from sidecar.errors import FailureKind, UpstreamError
-from sidecar.model import Call, CountCall, RawMessage, StreamItem, TokenCount, json_encoder
+from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount, json_encoder
 from sidecar.translate.google_errors import error_from_google
-from sidecar.translate.sse import SSEFrame
 
 from .anthropic_wire import read_message, sse_events
-from .gcp_auth import GoogleTokens, load_credentials
-from .http import DEFAULT_CONNECT_TIMEOUT, UpstreamSession
-from .settings import VertexSettings
-
-T = TypeVar("T")
+from .gcp_auth import GoogleAuthSession, GoogleTokens, load_credentials
+from .http import Session, UpstreamSession
+from .openai import OpenAIBackend
+from .settings import OpenAISettings, VertexSettings
 
 MULTI_REGION_HOSTS = {
     "global": "https://aiplatform.googleapis.com",
@@ -74,6 +78,17 @@ def model_path(project: str, region: str, model: str, *, stream: bool) -> str:
     """The path of a model's rawPredict (or streamRawPredict) method."""
     method = "streamRawPredict" if stream else "rawPredict"
     return f"{_publisher(project, region)}/models/{quote(model, safe='@')}:{method}"
+
+
+def openapi_prefix(project: str, region: str) -> str:
+    """Vertex's OpenAI-compatible endpoint (``/chat/completions`` follows)."""
+    return f"/v1/projects/{quote(project, safe='')}/locations/{region}/endpoints/openapi"
+
+
+def is_openapi_model(model: str) -> bool:
+    """``publisher/model`` ids (``google/gemini-2.5-flash``) are served by the OpenAI-compatible
+    endpoint; Claude's ids on Vertex (``claude-sonnet-4-5@20250929``) have no ``/``."""
+    return "/" in model
 
 
 def count_tokens_path(project: str, region: str) -> str:
@@ -109,18 +124,27 @@ class VertexBackend:
         config: VertexSettings,
         *,
         tokens: GoogleTokens | None = None,
-        session: UpstreamSession | None = None,  # tests inject a scripted one
+        session: Session | None = None,  # tests inject a scripted one
     ) -> None:
         self.name = name
         self._project = config.project
         self._region = config.region
         self._version = config.anthropic_version
         host = vertex_host(config.region, config.base_url)
-        self._client = session or UpstreamSession.for_backend(
+        self._pool = session or UpstreamSession.for_backend(
             msgspec.structs.replace(config, base_url=host), {}
         )
         self._tokens = tokens or GoogleTokens(
             name, lambda: load_credentials(config.credentials_file)
+        )
+        self._client = GoogleAuthSession(self._pool, self._tokens)
+        # Models of other publishers (``google/gemini-2.5-flash``): Vertex's OpenAI-compatible
+        # endpoint, translated by the OpenAI backend, on the same pool with the same tokens.
+        prefix = openapi_prefix(config.project, config.region)
+        self._openai = OpenAIBackend(
+            name,
+            OpenAISettings(base_url=host + prefix),
+            session=GoogleAuthSession(self._pool, self._tokens, prefix),
         )
 
     @staticmethod
@@ -131,93 +155,43 @@ class VertexBackend:
                 headers[key] = value
         return headers
 
-    async def _authorised(self, send: Callable[[str], Awaitable[T]]) -> T:
-        """``send(token)``, again with a refreshed token after a 401; a second 401 is AUTH."""
-        token = await self._tokens.token()
-        try:
-            return await send(token)
-        except UpstreamError as exc:
-            if exc.status != 401:
-                raise
-        token = await self._tokens.refresh(token)
-        try:
-            return await send(token)
-        except UpstreamError as exc:
-            if exc.status != 401:
-                raise
-            raise UpstreamError(
-                f"{self.name}: Vertex AI refused the access token after a refresh "
-                f"(HTTP 401): {exc.message}",
-                kind=FailureKind.AUTH,
-                backend=self.name,
-            ) from exc
-
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> RawMessage:
-        path = model_path(self._project, self._region, model, stream=False)
-        body = request_body(call, self._version, stream=False)
-        headers = self._headers(call)
-        headers_out: list[tuple[str, str]] = []
-
-        def send(token: str) -> Awaitable[bytes]:
-            return self._client.post_json(
-                self.name,
-                path,
-                body,
-                {**headers, **self._tokens.headers, "authorization": f"Bearer {token}"},
-                error_from_google,
-                connect_timeout,
-                headers_out=headers_out,
-            )
-
-        content = await self._authorised(send)
-        return read_message(self.name, content, tuple(headers_out))
+    ) -> Answer:
+        if is_openapi_model(model):
+            return await self._openai.create(call, model, notes, connect_timeout=connect_timeout)
+        headers: list[tuple[str, str]] = []
+        content = await self._client.post_json(
+            self.name,
+            model_path(self._project, self._region, model, stream=False),
+            request_body(call, self._version, stream=False),
+            self._headers(call),
+            error_from_google,
+            connect_timeout,
+            headers_out=headers,
+        )
+        return read_message(self.name, content, tuple(headers))
 
     def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamItem], None]:
-        headers_out: list[tuple[str, str]] = []
-        return sse_events(
-            self.name, self._frames(call, model, connect_timeout, headers_out), headers_out
+        if is_openapi_model(model):
+            return self._openai.stream(call, model, notes, connect_timeout=connect_timeout)
+        headers: list[tuple[str, str]] = []
+        frames = self._client.post_sse(
+            self.name,
+            model_path(self._project, self._region, model, stream=True),
+            request_body(call, self._version, stream=True),
+            self._headers(call),
+            error_from_google,
+            connect_timeout,
+            headers_out=headers,
         )
-
-    async def _frames(
-        self, call: Call, model: str, connect_timeout: float, headers_out: list[tuple[str, str]]
-    ) -> AsyncGenerator[list[SSEFrame] | None, None]:
-        """The SSE batches of streamRawPredict; the first is read under ``_authorised`` so that
-        a 401 (which comes before any event) can be retried with a new token."""
-        path = model_path(self._project, self._region, model, stream=True)
-        body = request_body(call, self._version, stream=True)
-        headers = self._headers(call)
-
-        async def open_stream(
-            token: str,
-        ) -> tuple[AsyncGenerator[list[SSEFrame] | None, None], list[SSEFrame] | None]:
-            frames = self._client.post_sse(
-                self.name,
-                path,
-                body,
-                {**headers, **self._tokens.headers, "authorization": f"Bearer {token}"},
-                error_from_google,
-                connect_timeout,
-                headers_out=headers_out,
-            )
-            try:
-                return frames, await anext(frames)
-            except BaseException:
-                await frames.aclose()
-                raise
-
-        frames, first = await self._authorised(open_stream)
-        try:
-            yield first
-            async for batch in frames:
-                yield batch
-        finally:
-            await frames.aclose()
+        return sse_events(self.name, frames, headers)
 
     async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
+        if is_openapi_model(model):
+            return await self._openai.count_tokens(call, model)
         # The caller's own count_tokens body (its fields all reach Vertex), with the model.
         if call.raw_body is not None:
             doc = orjson.loads(call.raw_body)
@@ -225,21 +199,13 @@ class VertexBackend:
             doc = orjson.loads(json_encoder.encode(call.request))
         doc["model"] = model
         doc.setdefault("anthropic_version", self._version)
-        body = orjson.dumps(doc)
-        path = count_tokens_path(self._project, self._region)
-        headers = self._headers(call)
-
-        def send(token: str) -> Awaitable[bytes]:
-            return self._client.post_json(
-                self.name,
-                path,
-                body,
-                {**headers, **self._tokens.headers, "authorization": f"Bearer {token}"},
-                error_from_google,
-                DEFAULT_CONNECT_TIMEOUT,
-            )
-
-        content = await self._authorised(send)
+        content = await self._client.post_json(
+            self.name,
+            count_tokens_path(self._project, self._region),
+            orjson.dumps(doc),
+            self._headers(call),
+            error_from_google,
+        )
         try:
             return TokenCount(input_tokens=int(orjson.loads(content)["input_tokens"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -250,4 +216,4 @@ class VertexBackend:
             ) from exc
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()

@@ -14,12 +14,25 @@ import pytest
 
 from sidecar.backends import build_backend
 from sidecar.backends.settings import VertexSettings
-from sidecar.backends.vertex import VertexBackend, count_tokens_path, model_path, vertex_host
+from sidecar.backends.vertex import (
+    VertexBackend,
+    count_tokens_path,
+    is_openapi_model,
+    model_path,
+    vertex_host,
+)
 from sidecar.config import ConfigError, build_config
 from sidecar.engine.classify import Verdict, classify
 from sidecar.engine.policy import Policy
 from sidecar.errors import FailureKind, UpstreamError
-from sidecar.model import Call, CountCall, RawEvent, count_tokens_decoder, request_decoder
+from sidecar.model import (
+    Call,
+    CountCall,
+    Message,
+    RawEvent,
+    count_tokens_decoder,
+    request_decoder,
+)
 from sidecar.translate.google_errors import error_from_google
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 from tests.backends.google_fakes import FakeClock, FakeCredentials, tokens_for
@@ -470,3 +483,81 @@ async def test_a_second_401_is_this_targets_auth_failure(stream: bool) -> None:
     assert info.value.error_type == "api_error"  # not the caller's authentication problem
     assert "tok-" not in info.value.message
     assert len(session.requests) == 2 and credentials.refreshes == 2
+
+
+# --------------------------------------------------------------------------- publisher/model ids
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "google/gemini-2.5-flash",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+CHUNKS = (
+    b"".join(
+        b"data: " + orjson.dumps(chunk) + b"\n\n"
+        for chunk in (
+            {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "g",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}],
+            },
+            {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "g",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            },
+        )
+    )
+    + b"data: [DONE]\n\n"
+)
+OPENAPI = "/v1/projects/proj/locations/us-east5/endpoints/openapi/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("model", "openapi"),
+    [
+        pytest.param("google/gemini-2.5-flash", True, id="google-publisher"),
+        pytest.param("meta/llama-4-maverick-17b-128e-instruct-maas", True, id="meta-publisher"),
+        pytest.param("claude-sonnet-4-5@20250929", False, id="claude"),
+    ],
+)
+def test_which_models_go_to_the_openai_compatible_endpoint(model: str, openapi: bool) -> None:
+    assert is_openapi_model(model) is openapi
+
+
+async def test_a_publisher_model_is_translated_through_the_openai_compatible_endpoint() -> None:
+    session = ScriptedSession(
+        (401, google_body(401, "UNAUTHENTICATED")), (200, orjson.dumps(COMPLETION))
+    )
+    backend, _, _ = backend_with(session)
+    message = await backend.create(call(), "google/gemini-2.5-flash", [], connect_timeout=1)
+    assert isinstance(message, Message)
+    assert message.content[0].text == "hi"  # type: ignore[union-attr]
+    assert [r["path"] for r in session.requests] == [OPENAPI, OPENAPI]
+    sent = session.requests[1]
+    assert sent["headers"]["authorization"] == "Bearer tok-2"  # the 401 rule holds here too
+    assert sent["body"]["model"] == "google/gemini-2.5-flash"
+    assert sent["body"]["messages"] == [{"role": "user", "content": "hi"}]
+    assert "anthropic_version" not in sent["body"]
+
+
+async def test_a_publisher_model_streams_translated_events() -> None:
+    backend, _, _ = backend_with(ScriptedSession((200, CHUNKS)))
+    stream = backend.stream(call(), "google/gemini-2.5-flash", [], connect_timeout=1)
+    events = [e async for batch in stream for e in batch]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "MessageStart" and kinds[-1] == "MessageStop"
+    count = await backend.count_tokens(
+        CountCall(request=count_tokens_decoder.decode(orjson.dumps(BODY)), request_id="r"),
+        "google/gemini-2.5-flash",
+    )
+    assert count.estimated  # Chat Completions has no counting endpoint

@@ -27,6 +27,8 @@ from tests.upstream.vertex_client import PROJECT, VertexFake, google_env
 pytestmark = pytest.mark.integration
 
 MODEL = "claude-sonnet-4-5@20250929"
+GEMINI = "google/gemini-2.5-flash"
+OPENAPI = f"/v1/projects/{PROJECT}/locations/us-east5/endpoints/openapi/chat/completions"
 PREFIX = f"/v1/projects/{PROJECT}/locations"
 
 
@@ -54,8 +56,17 @@ def config(fake: VertexFake, upstream_url: str = "http://127.0.0.1:9") -> dict[s
                 {"backend": "anthropic", "model": "claude-sonnet-4-5"},
                 {"backend": "vertex", "model": MODEL},
             ],
+            "gemini": [{"backend": "vertex", "model": GEMINI}],
+            "claude-then-gemini": [
+                {"backend": "vertex", "model": MODEL},
+                {"backend": "vertex", "model": GEMINI},
+            ],
         },
-        "routes": [{"match": "cross-*", "chain": "cross"}],
+        "routes": [
+            {"match": "cross-*", "chain": "cross"},
+            {"match": "gemini-*", "chain": "gemini"},
+            {"match": "mixed-*", "chain": "claude-then-gemini"},
+        ],
     }
 
 
@@ -320,3 +331,35 @@ def test_anthropic_503_then_vertex_answers(
     assert failed["status"] == 503
     (answered,) = vertex.model_requests()
     assert answered["status"] == 200
+
+
+def test_gemini_on_vertex_over_http_and_grpc(
+    client: anthropic.Anthropic, stub: spb_grpc.MessagesServiceStub, vertex: VertexFake
+) -> None:
+    raw = ask(client, "hello gemini", model="gemini-any")
+    assert raw.parse().content[0].text == "echo: hello gemini"
+    assert raw.headers["x-anyllm-backend"] == "vertex"
+    with client.messages.stream(
+        model="gemini-any", max_tokens=64, messages=[{"role": "user", "content": "one two"}]
+    ) as events:
+        text = "".join(events.text_stream)
+        assert events.get_final_message().stop_reason == "end_turn"
+    assert text == "echo: one two"
+    message = stub.CreateMessage(grpc_request("via grpc", model="gemini-any"))
+    assert message.content[0].text.text == "echo: via grpc"
+    requests = vertex.model_requests()
+    assert [r["path"] for r in requests] == [OPENAPI] * 3
+    assert all(r["body"]["model"] == GEMINI for r in requests)
+    assert all(r["status"] == 200 for r in requests)  # the fake took the Google token
+
+
+def test_claude_on_vertex_429_then_gemini_on_vertex(
+    client: anthropic.Anthropic, vertex: VertexFake
+) -> None:
+    vertex.script({"status": 429})
+    raw = ask(client, "fall over", model="mixed-any")
+    assert raw.parse().content[0].text == "echo: fall over"
+    assert raw.headers["x-anyllm-attempts"] == "2"
+    first, second = vertex.model_requests()
+    assert first["status"] == 429 and first["path"].endswith(f"/models/{MODEL}:rawPredict")
+    assert second["status"] == 200 and second["path"] == OPENAPI

@@ -33,6 +33,9 @@ Endpoints (as Vertex serves Claude)
     The same with ``"stream": true``: Anthropic's SSE events.
 ``POST .../publishers/anthropic/models/count-tokens:rawPredict``
     ``{"input_tokens": N}``; the body names its ``model``.
+``POST /v1/projects/{p}/locations/{r}/endpoints/openapi/chat/completions``
+    Vertex's OpenAI-compatible endpoint (Gemini): answered as the scripted upstream answers
+    ``/v1/chat/completions``; the body's ``model`` must be ``publisher/model``.
 A body with ``model`` (on the model endpoints), without ``anthropic_version``, or with a wrong
 ``stream`` flag is a 400 ``INVALID_ARGUMENT`` (no behaviour is used up).
 
@@ -68,6 +71,10 @@ JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MODEL_PATH = re.compile(
     r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/publishers/anthropic"
     r"/models/(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)"
+)
+OPENAPI_PATH = re.compile(
+    r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/endpoints/openapi"
+    r"/chat/completions"
 )
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",
@@ -175,10 +182,15 @@ class VertexUpstream(Upstream):
             return 401, "Request had invalid authentication credentials (an OAuth 2 access token)."
         match = MODEL_PATH.fullmatch(request.path)
         body = request.body
-        if request.method != "POST" or match is None:
+        openapi = OPENAPI_PATH.fullmatch(request.path) is not None
+        if request.method != "POST" or (match is None and not openapi):
             return 404, f"no such method {request.method} {request.path}"
         if not isinstance(body, dict):
             return 400, "the body must be a JSON object"
+        if openapi:  # Chat Completions; models are named publisher/model
+            ok = "/" in str(body.get("model", ""))
+            return None if ok else (400, "model: expected publisher/model, e.g. google/gemini")
+        assert match is not None
         if "anthropic_version" not in body:
             return 400, "anthropic_version: Field required"
         if match["model"] == "count-tokens":
@@ -191,11 +203,15 @@ class VertexUpstream(Upstream):
         return None
 
     @staticmethod
-    def _as_anthropic(request: Request) -> Request:
-        """The request as Anthropic's own API would have received it."""
+    def _as_inner(request: Request) -> Request:
+        """The request as the scripted upstream serves it: Anthropic's own API for Claude's
+        endpoints, OpenAI's for the OpenAI-compatible one."""
+        inner = copy.copy(request)
+        if OPENAPI_PATH.fullmatch(request.path):
+            inner.path = "/v1/chat/completions"
+            return inner
         match = MODEL_PATH.fullmatch(request.path)
         assert match is not None and isinstance(request.body, dict)
-        inner = copy.copy(request)
         if match["model"] == "count-tokens":
             inner.path = "/v1/messages/count_tokens"
         else:
@@ -215,9 +231,11 @@ class VertexUpstream(Upstream):
         return await super()._serve(conn, request)
 
     def _take(self, request: Request) -> Behaviour | None:
-        behaviour = super()._take(self._as_anthropic(request))
+        behaviour = super()._take(self._as_inner(request))
         if behaviour and behaviour.get("status", 200) >= 400 and "body" not in behaviour:
-            behaviour["body"] = google_error(behaviour["status"], "scripted")
+            error = google_error(behaviour["status"], "scripted")
+            # The OpenAI-compatible endpoint wraps Google's error in a list.
+            behaviour["body"] = [error] if OPENAPI_PATH.fullmatch(request.path) else error
         return behaviour
 
     async def _answer(
@@ -225,7 +243,7 @@ class VertexUpstream(Upstream):
     ) -> bool:
         entry["token"] = _bearer(request)
         entry["anthropic_beta"] = request.headers.get("anthropic-beta")
-        return await super()._answer(conn, self._as_anthropic(request), entry, b)
+        return await super()._answer(conn, self._as_inner(request), entry, b)
 
     async def _control(self, conn: Connection, request: Request) -> None:
         if (request.method, request.path) != ("POST", "/_control/tokens"):
