@@ -25,7 +25,9 @@ from sidecar.backends import build_backend
 from sidecar.config import Config, ConfigError, load_config, parse_address
 from sidecar.engine.engine import Engine
 from sidecar.grpc_api.server import start_grpc_server
-from sidecar.http_api.app import HttpApi
+from sidecar.http_api.anthropic_door import AnthropicDoor
+from sidecar.http_api.asgi import HttpApp
+from sidecar.http_api.ops import OPEN_PATHS, OpsRoutes
 from sidecar.logs import log
 from sidecar.observe import Telemetry
 
@@ -153,12 +155,18 @@ async def serve(config: Config) -> int:
         tls=None if tls is None else _read_pem(tls.cert_file, tls.key_file),
     )
     sock = _bind(config.server.http)
-    http_api = HttpApi(
-        engine,
-        readiness=lifecycle,
+    # The HTTP surface: each door its own module, assembled here (the first shows the errors
+    # of requests no route matched).
+    http_api = HttpApp(
+        [
+            AnthropicDoor(engine, engine.model_names),
+            OpsRoutes(
+                readiness=lifecycle, breakers=engine.breakers.snapshot, metrics=telemetry.render
+            ),
+        ],
         max_body_bytes=config.server.max_body_bytes,
-        metrics=telemetry.render,
         auth=auth,
+        open_paths=OPEN_PATHS,
     )
     http_server = _HttpServer(
         uvicorn.Config(

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SURFACES = ("sidecar.http_api", "sidecar.grpc_api")
 CONCRETE_BACKENDS = (
     "sidecar.backends.openai",
+    "sidecar.backends.azure",
     "sidecar.backends.anthropic",
     "sidecar.backends.http",
 )
@@ -36,9 +37,24 @@ LAYERS = [
         id="backends-below-the-engine",
     ),
     pytest.param(
-        "sidecar.http_api.app",
-        ("grpc", "httpx", "sidecar.config", "sidecar.grpc_api", *CONCRETE_BACKENDS),
-        id="http-surface-never-calls-a-backend",
+        "sidecar.backends.azure",
+        ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
+        id="azure-below-the-engine",
+    ),
+    *(
+        pytest.param(
+            f"sidecar.http_api.{door}",
+            (
+                "grpc",
+                "httpx",
+                "sidecar.config",
+                "sidecar.grpc_api",
+                "sidecar.engine.engine",  # the doors know the engine's protocol only
+                *CONCRETE_BACKENDS,
+            ),
+            id=f"http-{door}-never-calls-a-backend",
+        )
+        for door in ("asgi", "anthropic_door", "ops")
     ),
     pytest.param(
         "sidecar.grpc_api.server",

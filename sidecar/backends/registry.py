@@ -16,6 +16,7 @@ from .base import Backend
 # kind -> "module:Class" of its backend (the module under sidecar.backends).
 KINDS: dict[str, str] = {
     "openai": "openai:OpenAIBackend",
+    "azure": "azure:AzureBackend",
     "anthropic": "anthropic:AnthropicBackend",
     "vertex": "vertex:VertexBackend",
     "demo": "demo:DemoBackend",

@@ -12,7 +12,9 @@ A new kind: a struct here (added to ``BackendSettings``), a module, one line in 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -59,6 +61,83 @@ class AnthropicSettings(HttpSettings, frozen=True, tag="anthropic", tag_field="k
     anthropic_version: str = "2023-06-01"  # sent when the caller sent none
 
 
+class AzureSettings(OpenAISettings, frozen=True, tag="azure", tag_field="kind"):
+    """Azure OpenAI: ``base_url`` is the resource endpoint (``https://NAME.openai.azure.com``).
+
+    With ``api_version`` the deployments API is called (the target's ``model`` is the
+    deployment); without it the v1 API. Exactly one way to authenticate: ``api_key`` (sent as
+    ``api-key``), a static Microsoft Entra ID ``azure_ad_token``, or ``auth: workload_identity``
+    (AKS: the federated token file exchanged at Entra ID; the four ``AZURE_*`` variables the
+    webhook injects, each overridable here). ``auth`` may also name the key or token explicitly.
+    """
+
+    api_version: str = ""
+    azure_ad_token: str = ""
+    auth: Literal["api_key", "azure_ad_token", "workload_identity"] | None = None
+    # Workload identity; empty: AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_AUTHORITY_HOST /
+    # AZURE_FEDERATED_TOKEN_FILE from the environment (the authority defaults to Azure public).
+    client_id: str = ""
+    tenant_id: str = ""
+    authority_host: str = ""
+    federated_token_file: str = ""
+    token_scope: str = "https://cognitiveservices.azure.com/.default"
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("api_key", "azure_ad_token") if getattr(self, name)]
+        if self.auth is None:
+            if len(given) != 1:
+                raise ValueError(
+                    "exactly one of `api_key`, `azure_ad_token` or `auth: workload_identity` "
+                    f"is required (got {', '.join(given) or 'none'})"
+                )
+        elif given != ([] if self.auth == "workload_identity" else [self.auth]):
+            raise ValueError(
+                f"`auth: {self.auth}` contradicts the credentials given "
+                f"({', '.join(given) or 'none'}): set exactly the one it names"
+            )
+
+    @property
+    def workload_identity(self) -> bool:
+        return self.auth == "workload_identity"
+
+    def check_environment(self, environ: Mapping[str, str]) -> str | None:
+        """What workload identity is missing from config and ``environ``, as ``key: problem``."""
+        if not self.workload_identity:
+            return None
+        for key, var in WORKLOAD_IDENTITY_ENV.items():
+            if key != "authority_host" and not (getattr(self, key) or environ.get(var)):
+                return f"{key}: auth: workload_identity needs it, or {var} in the environment"
+        try:
+            authority_url(self.authority_host or environ.get("AZURE_AUTHORITY_HOST", ""))
+        except ValueError as exc:
+            return f"authority_host: {exc}"
+        return None
+
+
+# Settings key -> the variable the AKS workload identity webhook injects into the pod.
+WORKLOAD_IDENTITY_ENV = {
+    "client_id": "AZURE_CLIENT_ID",
+    "tenant_id": "AZURE_TENANT_ID",
+    "authority_host": "AZURE_AUTHORITY_HOST",
+    "federated_token_file": "AZURE_FEDERATED_TOKEN_FILE",
+}
+
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def authority_url(authority: str) -> str:
+    """``AZURE_AUTHORITY_HOST`` as a base URL: https, or http for a loopback test endpoint."""
+    authority = (authority or PUBLIC_AUTHORITY).rstrip("/")
+    if "://" not in authority:
+        authority = "https://" + authority
+    parts = urlsplit(authority)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise ValueError(f"the Entra authority must be an https URL, got {authority!r}")
+    return authority
+
+
 # Project ids and locations go into the URL (the host, for a region), so only their own
 # alphabet (project ids of the legacy ``example.com:name`` form included).
 _PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,62}")
@@ -100,4 +179,4 @@ class DemoSettings(
         return "demo"
 
 
-BackendSettings = OpenAISettings | AnthropicSettings | VertexSettings | DemoSettings
+BackendSettings = OpenAISettings | AzureSettings | AnthropicSettings | VertexSettings | DemoSettings
