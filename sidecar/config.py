@@ -264,6 +264,15 @@ def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             "base_url": environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
             "api_key": "env:ANTHROPIC_API_KEY",
         }
+    # Claude on Bedrock: a region and a model id (AWS_REGION alone is set in every EKS pod with
+    # IRSA, so it does not mean "use Bedrock"); credentials from botocore's chain, and the
+    # endpoint override botocore itself reads.
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    bedrock_model = environ.get("BEDROCK_MODEL")
+    if region and bedrock_model:
+        backends["bedrock"] = {"kind": "bedrock", "region": region}
+        if environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+            backends["bedrock"]["base_url"] = environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
     # The variables anthropic's AnthropicVertex (and Claude Code) read; the project may also
     # come from GOOGLE_CLOUD_PROJECT, as for every Google client. Credentials: ADC.
     project = environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or environ.get("GOOGLE_CLOUD_PROJECT")
@@ -287,6 +296,10 @@ def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             "small": [{"backend": first, "model": small or big}, *rest],
         }
         doc["routes"] = [{"match": "*haiku*", "chain": "small"}]
+    if bedrock_model and "bedrock" in backends:  # the last fallback of every chain
+        others = [{"backend": name} for name in backends if name != "bedrock"]
+        for targets in doc.setdefault("chains", {"default": others}).values():
+            targets.append({"backend": "bedrock", "model": bedrock_model})
     return doc
 
 

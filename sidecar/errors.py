@@ -40,9 +40,7 @@ class FailureKind(enum.Enum):
     STREAM_ERROR = "stream_error"  # an in-band error frame in a stream
     INCOMPLETE = "incomplete"  # a stream that ended without a proper finish
     INVALID_RESPONSE = "invalid_response"  # a body we could not parse
-    # The upstream refused the sidecar's own cloud credentials even after a refresh, or none
-    # could be had: this target's failure (the chain moves on), not the caller's.
-    AUTH = "auth"
+    AUTH = "auth"  # the upstream refused the sidecar's own credentials (expired, bad signature)
     CANCELLED = "cancelled"
 
 

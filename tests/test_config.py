@@ -136,6 +136,19 @@ ENV = [
         id="all-three",
     ),
     pytest.param(
+        {"AWS_REGION": "us-east-1", "BEDROCK_MODEL": "us.anthropic.claude-sonnet-4-v1:0"},
+        {"bedrock"},
+        False,
+        id="bedrock",
+    ),
+    pytest.param({"AWS_REGION": "us-east-1"}, {"demo"}, True, id="aws-region-alone-is-not-bedrock"),
+    pytest.param(
+        {"ANTHROPIC_API_KEY": "k", "AWS_DEFAULT_REGION": "eu-west-1", "BEDROCK_MODEL": "m"},
+        {"anthropic", "bedrock"},
+        False,
+        id="anthropic-then-bedrock",
+    ),
+    pytest.param(
         {"GOOGLE_CLOUD_PROJECT": "p", "CLOUD_ML_REGION": "us-east5"}, {"vertex"}, False, id="vertex"
     ),
     pytest.param(
@@ -154,8 +167,24 @@ def test_zero_config_from_environment(env: dict[str, str], backends: set[str], d
     assert set(config.backends) == backends
     assert config.demo is demo
     assert [t.backend for t in config.routes.chains["default"].targets] == sorted(
-        backends, key=["openai", "azure", "anthropic", "vertex", "demo"].index
+        backends, key=["openai", "azure", "anthropic", "bedrock", "vertex", "demo"].index
     )
+
+
+def test_bedrock_from_the_environment() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk",
+        "BIG_MODEL": "gpt-4o",
+        "AWS_REGION": "us-west-2",
+        "BEDROCK_MODEL": "global.anthropic.claude-x-v1:0",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "https://vpce.example",
+    }
+    config = load_config(None, env)
+    bedrock = config.backends["bedrock"]
+    assert (bedrock.region, bedrock.endpoint) == ("us-west-2", "https://vpce.example")  # type: ignore[union-attr]
+    for name in ("default", "small"):
+        last = config.routes.chains[name].targets[-1]
+        assert (last.backend, last.model) == ("bedrock", "global.anthropic.claude-x-v1:0")
 
 
 def test_big_and_small_model() -> None:

@@ -18,6 +18,7 @@ CONCRETE_BACKENDS = (
     "sidecar.backends.azure",
     "sidecar.backends.anthropic",
     "sidecar.backends.http",
+    "sidecar.backends.bedrock",
 )
 
 LAYERS = [
@@ -25,6 +26,16 @@ LAYERS = [
         "sidecar.translate.openai_stream",
         ("httpx", "grpc", "uvicorn", "asyncio", "sidecar.engine", "sidecar.backends", *SURFACES),
         id="translate-is-pure",
+    ),
+    pytest.param(
+        "sidecar.translate.bedrock_errors",
+        ("botocore", "aiohttp", "asyncio", "sidecar.engine", "sidecar.backends", *SURFACES),
+        id="bedrock-errors-are-pure",
+    ),
+    pytest.param(
+        "sidecar.backends.bedrock",
+        ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
+        id="bedrock-below-the-engine",
     ),
     pytest.param(
         "sidecar.engine.engine",

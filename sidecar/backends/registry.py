@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "openai": "openai:OpenAIBackend",
     "azure": "azure:AzureBackend",
     "anthropic": "anthropic:AnthropicBackend",
+    "bedrock": "bedrock:BedrockBackend",
     "vertex": "vertex:VertexBackend",
     "demo": "demo:DemoBackend",
 }

@@ -138,6 +138,43 @@ def authority_url(authority: str) -> str:
     return authority
 
 
+class BedrockSettings(HttpSettings, frozen=True, tag="bedrock", tag_field="kind"):
+    """Claude on AWS Bedrock: SigV4-signed InvokeModel calls (``backends/bedrock.py``)."""
+
+    # The endpoint follows from the region (``bedrock-runtime.{region}.amazonaws.com``).
+    requires_base_url: ClassVar[bool] = False
+
+    region: str
+    # Credentials: botocore's default chain (environment, shared config / ``profile``, web
+    # identity (IRSA), container credentials (EKS Pod Identity), IMDS), unless static keys are
+    # given here (each may be ``env:VAR``).
+    profile: str | None = None
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
+    aws_session_token: str = ""
+    # What anthropic 2.15's AnthropicBedrock client sends when the caller sets none
+    # (anthropic._constants.ANTHROPIC_API_VERSION); older SDKs sent "bedrock-2023-05-31".
+    anthropic_version: str = "2026-10-21"
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            raise ValueError("`region` must be an AWS region such as us-east-1")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ValueError("`aws_access_key_id` and `aws_secret_access_key` go together")
+        if self.aws_session_token and not self.aws_access_key_id:
+            raise ValueError("`aws_session_token` needs `aws_access_key_id`")
+        if self.profile and self.aws_access_key_id:
+            raise ValueError("`profile` and static keys exclude each other")
+
+    @property
+    def endpoint(self) -> str:
+        """``base_url``, or the region's Bedrock runtime endpoint."""
+        return self.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+
+    def __repr__(self) -> str:  # never print a key
+        return f"BedrockSettings(region={self.region!r}, endpoint={self.endpoint!r})"
+
+
 # Project ids and locations go into the URL (the host, for a region), so only their own
 # alphabet (project ids of the legacy ``example.com:name`` form included).
 _PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,62}")
@@ -179,4 +216,11 @@ class DemoSettings(
         return "demo"
 
 
-BackendSettings = OpenAISettings | AzureSettings | AnthropicSettings | VertexSettings | DemoSettings
+BackendSettings = (
+    OpenAISettings
+    | AzureSettings
+    | AnthropicSettings
+    | BedrockSettings
+    | VertexSettings
+    | DemoSettings
+)
