@@ -5,7 +5,8 @@
 so every wrong key or type fails at start with the file, the path inside it and what was
 expected (``ConfigError``). Without a file it builds a configuration from ``OPENAI_API_KEY`` /
 ``OPENAI_BASE_URL`` / ``AZURE_OPENAI_ENDPOINT`` / ``ANTHROPIC_API_KEY`` (+ ``BIG_MODEL`` /
-``SMALL_MODEL``), and with nothing at all it serves from the built-in ``demo`` backend.
+``SMALL_MODEL``), Vertex AI's ``GOOGLE_CLOUD_PROJECT`` (or ``ANTHROPIC_VERTEX_PROJECT_ID``) +
+``CLOUD_ML_REGION``, and with nothing at all it serves from the built-in ``demo`` backend.
 
 A chain is written either as a plain list of targets or as ``{targets: [...], policy: {...}}``;
 chain policies are merged over the top-level ``policy`` here, so the engine sees one resolved
@@ -222,8 +223,8 @@ def _backend(doc: dict[str, Any], where: str, environ: Mapping[str, str]) -> Bac
     if problem:
         raise ConfigError(f"{where}.{problem}")
     if isinstance(backend, HttpSettings):
-        for key in ("ca_file", "client_cert", "client_key"):
-            file = getattr(backend, key)
+        for key in ("ca_file", "client_cert", "client_key", "credentials_file"):
+            file = getattr(backend, key, None)
             if file is not None and not Path(file).is_file():
                 raise ConfigError(f"{where}.{key}: no such file {file!r}")
         if (backend.client_cert is None) != (backend.client_key is None):
@@ -272,6 +273,13 @@ def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         backends["bedrock"] = {"kind": "bedrock", "region": region}
         if environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
             backends["bedrock"]["base_url"] = environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
+    # The variables anthropic's AnthropicVertex (and Claude Code) read; the project may also
+    # come from GOOGLE_CLOUD_PROJECT, as for every Google client. Credentials: ADC.
+    project = environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or environ.get("GOOGLE_CLOUD_PROJECT")
+    if project and environ.get("CLOUD_ML_REGION"):
+        backends["vertex"] = {"kind": "vertex", "project": project}
+        backends["vertex"]["region"] = environ["CLOUD_ML_REGION"]
+        backends["vertex"]["base_url"] = environ.get("ANTHROPIC_VERTEX_BASE_URL", "")
     if not backends:
         return {"backends": {"demo": {"kind": "demo"}}}
     doc: dict[str, Any] = {"backends": backends}

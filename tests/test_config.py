@@ -148,6 +148,16 @@ ENV = [
         False,
         id="anthropic-then-bedrock",
     ),
+    pytest.param(
+        {"GOOGLE_CLOUD_PROJECT": "p", "CLOUD_ML_REGION": "us-east5"}, {"vertex"}, False, id="vertex"
+    ),
+    pytest.param(
+        {"ANTHROPIC_VERTEX_PROJECT_ID": "p", "CLOUD_ML_REGION": "global", "ANTHROPIC_API_KEY": "k"},
+        {"anthropic", "vertex"},
+        False,
+        id="anthropic-and-vertex",
+    ),
+    pytest.param({"GOOGLE_CLOUD_PROJECT": "p"}, {"demo"}, True, id="vertex-needs-a-region"),
 ]
 
 
@@ -157,7 +167,7 @@ def test_zero_config_from_environment(env: dict[str, str], backends: set[str], d
     assert set(config.backends) == backends
     assert config.demo is demo
     assert [t.backend for t in config.routes.chains["default"].targets] == sorted(
-        backends, key=["openai", "azure", "anthropic", "bedrock", "demo"].index
+        backends, key=["openai", "azure", "anthropic", "bedrock", "vertex", "demo"].index
     )
 
 

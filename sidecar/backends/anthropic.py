@@ -28,7 +28,7 @@ from sidecar.model import (
 )
 from sidecar.translate.upstream_errors import error_from_anthropic
 
-from .anthropic_wire import AnthropicEventReader, read_message
+from .anthropic_wire import read_message, sse_events
 from .http import UpstreamSession
 from .relay_body import with_model
 from .settings import AnthropicSettings
@@ -72,7 +72,7 @@ class AnthropicBackend:
         )
         return read_message(self.name, content, tuple(headers))
 
-    async def stream(
+    def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamItem], None]:
         headers: list[tuple[str, str]] = []
@@ -85,26 +85,7 @@ class AnthropicBackend:
             connect_timeout,
             headers_out=headers,
         )
-        reader: AnthropicEventReader | None = None
-        try:
-            async for batch in frames:
-                if reader is None:
-                    reader = AnthropicEventReader(self.name, tuple(headers))
-                if batch is None:
-                    if reader.stopped:
-                        return
-                    raise reader.incomplete()
-                if reader.stopped:
-                    continue  # read to the end of the body so the connection can be reused
-                events: list[StreamItem] = []
-                for frame in batch:
-                    events.append(reader.feed(frame.event, frame.data))
-                    if reader.stopped:
-                        break
-                if events:
-                    yield events
-        finally:
-            await frames.aclose()
+        return sse_events(self.name, frames, headers)
 
     async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
         if call.raw_body is not None and model == call.request.model:

@@ -7,10 +7,13 @@ event-stream chunks for Bedrock). Nothing is decoded beyond what the engine read
 ``MessageView``: types, the commit point, usage, the stop reason), leniently: a stop reason,
 block, delta or event type this sidecar has never heard of is an opaque string, and the bytes
 go to the caller as the upstream sent them. An ``error`` event is raised as a ``STREAM_ERROR``;
-after ``message_stop`` the reader is ``stopped``.
+after ``message_stop`` the reader is ``stopped``. ``sse_events`` is the whole stream loop of the
+backends whose upstream sends these events as SSE (Anthropic, Vertex).
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncGenerator
 
 import msgspec
 
@@ -19,9 +22,11 @@ from sidecar.model import (
     ErrorView,
     RawEvent,
     RawMessage,
+    StreamItem,
     event_view_decoder,
     message_view_decoder,
 )
+from sidecar.translate.sse import SSEFrame
 
 
 def read_message(
@@ -76,6 +81,40 @@ class AnthropicEventReader:
             kind=FailureKind.INCOMPLETE,
             backend=self._backend,
         )
+
+
+async def sse_events(
+    backend: str,
+    frames: AsyncGenerator[list[SSEFrame] | None, None],
+    headers: list[tuple[str, str]],
+) -> AsyncGenerator[list[StreamItem], None]:
+    """The events of an SSE body (``UpstreamSession.post_sse``'s batches), in batches.
+
+    ``headers`` is the ``headers_out`` list given to ``post_sse``: filled once the response
+    began, it goes out with the first event. The body is read to its end after
+    ``message_stop`` so the connection can be reused; a body that ends before it raises
+    ``INCOMPLETE``. Closing this generator closes ``frames``.
+    """
+    reader: AnthropicEventReader | None = None
+    try:
+        async for batch in frames:
+            if reader is None:
+                reader = AnthropicEventReader(backend, tuple(headers))
+            if batch is None:
+                if reader.stopped:
+                    return
+                raise reader.incomplete()
+            if reader.stopped:
+                continue  # read to the end of the body so the connection can be reused
+            events: list[StreamItem] = []
+            for frame in batch:
+                events.append(reader.feed(frame.event, frame.data))
+                if reader.stopped:
+                    break
+            if events:
+                yield events
+    finally:
+        await frames.aclose()
 
 
 def _unreadable(backend: str, what: str) -> UpstreamError:

@@ -86,6 +86,35 @@ def _closed_unanswered(exc: BaseException | None) -> bool:
     return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
+class Session(Protocol):
+    """What a backend calls on its session: ``UpstreamSession``, or a wrapper around one (the
+    Google-token session of ``gcp_auth``), or a test's scripted stand-in."""
+
+    async def post_json(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = ...,
+        headers_out: list[tuple[str, str]] | None = None,
+    ) -> bytes: ...
+
+    def post_sse(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = ...,
+        headers_out: list[tuple[str, str]] | None = None,
+    ) -> AsyncGenerator[list[SSEFrame] | None, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class UpstreamSession:
     """A pooled client for one upstream base URL."""
 

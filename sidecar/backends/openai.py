@@ -28,7 +28,7 @@ from sidecar.translate.tokens import estimate_input_tokens
 from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
-from .http import ErrorMapper, UpstreamSession
+from .http import ErrorMapper, Session, UpstreamSession
 from .settings import OpenAISettings
 
 
@@ -40,9 +40,14 @@ class OpenAIBackend:
     kind = "openai"
     to_error: ErrorMapper = staticmethod(error_from_openai)
 
-    def __init__(self, name: str, config: OpenAISettings) -> None:
+    def __init__(
+        self, name: str, config: OpenAISettings, *, session: Session | None = None
+    ) -> None:
         self.name = name
-        self._client = UpstreamSession.for_backend(config, self._session_headers(config))
+        # ``session``: another backend's (Vertex's Gemini route sends Google tokens on it).
+        self._client: Session = session or UpstreamSession.for_backend(
+            config, self._session_headers(config)
+        )
         self._options = OpenAIOptions(
             use_max_completion_tokens=config.max_completion_tokens,
             system_role=config.system_role,

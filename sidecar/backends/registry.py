@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "azure": "azure:AzureBackend",
     "anthropic": "anthropic:AnthropicBackend",
     "bedrock": "bedrock:BedrockBackend",
+    "vertex": "vertex:VertexBackend",
     "demo": "demo:DemoBackend",
 }
 

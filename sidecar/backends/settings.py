@@ -11,6 +11,7 @@ A new kind: a struct here (added to ``BackendSettings``), a module, one line in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
@@ -174,6 +175,34 @@ class BedrockSettings(HttpSettings, frozen=True, tag="bedrock", tag_field="kind"
         return f"BedrockSettings(region={self.region!r}, endpoint={self.endpoint!r})"
 
 
+# Project ids and locations go into the URL (the host, for a region), so only their own
+# alphabet (project ids of the legacy ``example.com:name`` form included).
+_PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,62}")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+class VertexSettings(HttpSettings, frozen=True, tag="vertex", tag_field="kind"):
+    """Claude on Google Vertex AI; ``base_url`` (optional) overrides the regional host."""
+
+    requires_base_url: ClassVar[bool] = False
+
+    project: str
+    region: str  # us-east5, europe-west1, ..., or global, us, eu (the multi-region hosts)
+    # A service-account JSON key; without it Application Default Credentials are used
+    # (GOOGLE_APPLICATION_CREDENTIALS, gcloud's user credentials, GKE workload identity).
+    credentials_file: str | None = None
+    anthropic_version: str = "2026-10-21"  # what anthropic 2.15's AnthropicVertex sends
+
+    def __post_init__(self) -> None:
+        if not _PROJECT.fullmatch(self.project):
+            raise ValueError("`project` must be a Google Cloud project id (e.g. my-project)")
+        if not _REGION.fullmatch(self.region):
+            raise ValueError("`region` must be a Vertex AI location (e.g. us-east5, global)")
+
+    def __repr__(self) -> str:
+        return f"VertexSettings(project={self.project!r}, region={self.region!r})"
+
+
 class DemoSettings(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="demo", tag_field="kind"
 ):
@@ -188,5 +217,10 @@ class DemoSettings(
 
 
 BackendSettings = (
-    OpenAISettings | AzureSettings | AnthropicSettings | BedrockSettings | DemoSettings
+    OpenAISettings
+    | AzureSettings
+    | AnthropicSettings
+    | BedrockSettings
+    | VertexSettings
+    | DemoSettings
 )
