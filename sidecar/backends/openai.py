@@ -5,6 +5,9 @@ fallback never reuses another attempt's state), POSTs it to ``{base_url}/chat/co
 the configured key, and turns the answer back into Anthropic shapes: a whole ``Message`` via
 ``translate.openai_response``, or stream events via a fresh ``OpenAIStreamTranslator`` fed one
 SSE frame at a time. Token counting is an estimate: Chat Completions has no counting endpoint.
+
+A call from an OpenAI caller (``call.openai_body``) is relayed instead: the caller's own body
+goes up and the upstream's answer and chunks come back as they are (``openai_wire``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import AsyncGenerator
 import orjson
 
 from sidecar.errors import InvalidRequestError
-from sidecar.model import Call, CountCall, Message, StreamItem, TokenCount
+from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount
 from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
 from sidecar.translate.openai_stream import OpenAIStreamTranslator
@@ -24,6 +27,7 @@ from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
 from .http import UpstreamSession
+from .openai_wire import OpenAIChunkReader, read_completion, relay_body
 from .settings import OpenAISettings
 
 
@@ -71,8 +75,13 @@ class OpenAIBackend:
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> Message:
-        body = self._body(call, model, stream=False, notes=notes)
+    ) -> Answer:
+        if call.openai_body is not None:  # the caller speaks OpenAI too: relayed
+            body, _ = relay_body(
+                call.openai_body, call.request.model, model, stream=False, want_usage=False
+            )
+        else:
+            body = self._body(call, model, stream=False, notes=notes)
         content = await self._client.post_json(
             self.name,
             "/chat/completions",
@@ -81,6 +90,8 @@ class OpenAIBackend:
             error_from_openai,
             connect_timeout,
         )
+        if call.openai_body is not None:
+            return read_completion(self.name, content)
         return from_openai_response(
             content, message_id=new_message_id(), model=call.request.model, notes=notes
         )
@@ -88,13 +99,24 @@ class OpenAIBackend:
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamItem], None]:
-        body = self._body(call, model, stream=True, notes=notes)
-        translator = OpenAIStreamTranslator(
-            message_id=new_message_id(),
-            model=call.request.model,
-            input_tokens=estimate_input_tokens(call.request),
-            notes=notes,
-        )
+        translator: OpenAIStreamTranslator | OpenAIChunkReader
+        if call.openai_body is not None:  # the caller speaks OpenAI too: relayed
+            body, ours = relay_body(
+                call.openai_body,
+                call.request.model,
+                model,
+                stream=True,
+                want_usage=self._options.stream_usage,
+            )
+            translator = OpenAIChunkReader(self.name, hide_usage=ours)
+        else:
+            body = self._body(call, model, stream=True, notes=notes)
+            translator = OpenAIStreamTranslator(
+                message_id=new_message_id(),
+                model=call.request.model,
+                input_tokens=estimate_input_tokens(call.request),
+                notes=notes,
+            )
         frames = self._client.post_sse(
             self.name,
             "/chat/completions",

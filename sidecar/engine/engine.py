@@ -53,6 +53,7 @@ from sidecar.model import (
     StreamItem,
     TokenCount,
     answer_usage,
+    is_relayed_chat,
 )
 
 from .breaker import Breakers
@@ -418,8 +419,11 @@ class Engine:
             deadline: float,
         ) -> Answer:
             model = target.model or call.request.model
-            answer = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
-            return await _bounded(answer, backend.name, end, deadline)
+            answering = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
+            answer = await _bounded(answering, backend.name, end, deadline)
+            if call.openai_notes and not is_relayed_chat(answer):
+                notes += call.openai_notes  # this target was sent the door's translation
+            return answer
 
         message, slot = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
@@ -459,6 +463,8 @@ class Engine:
             except BaseException:
                 await close_quietly(events)
                 raise
+            if call.openai_notes and not is_relayed_chat(held[0]):
+                notes += call.openai_notes  # this target was sent the door's translation
             return events, held, end, policy, backend.name
 
         (events, held, end, policy, name), slot = await self._observed(
