@@ -19,6 +19,11 @@ back invisibly. ``open_stream`` returns only after that, so a surface can still 
 pre-commit failure with a proper status. After it nothing is retried: ``EngineStream`` raises
 the failure (idle timeout, cut, in-band error) for the surface to end the stream explicitly.
 
+A call in OpenAI's dialect (the OpenAI door) carries what its translation into ``request``
+lost (``Call.openai_notes``): an attempt whose target answered in Anthropic's dialect, i.e.
+was sent that translation, adds them to its degradations; one that relayed the caller's own
+body (``is_relayed_chat``) lost nothing.
+
 Every request fills an ``Outcome`` (attempts, who answered, exhausted); errors carry its
 metadata so both surfaces can report it. Backoff sleeps, the breakers' clock and the jitter are
 injectable so tests run without real waiting.
