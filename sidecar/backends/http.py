@@ -18,8 +18,10 @@ import ssl
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Protocol, TypeVar
 
 import aiohttp
+import yarl
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
@@ -28,6 +30,15 @@ from .settings import HttpSettings
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+F = TypeVar("F")
+
+
+class FrameDecoder(Protocol[F]):
+    """Sans-IO framing of a streamed body (SSE, AWS event-stream): bytes in, frames out."""
+
+    def feed(self, data: bytes) -> list[F]: ...
+
+    def close(self) -> list[F]: ...
 
 
 class UpstreamSession:
@@ -42,8 +53,13 @@ class UpstreamSession:
         ca_file: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
+        encoded_paths: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Paths sent byte for byte as given (already percent-encoded): a signed request (SigV4)
+        # must go out on exactly the path that was signed, and yarl would otherwise decode
+        # ``%3A`` back to ``:``.
+        self._encoded = encoded_paths
         tls: ssl.SSLContext | bool = True  # the system's CAs
         if ca_file or client_cert:
             tls = ssl.create_default_context(cafile=ca_file)
@@ -61,16 +77,30 @@ class UpstreamSession:
         )
 
     @classmethod
-    def for_backend(cls, settings: HttpSettings, headers: Mapping[str, str]) -> UpstreamSession:
+    def for_backend(
+        cls,
+        settings: HttpSettings,
+        headers: Mapping[str, str],
+        *,
+        base_url: str | None = None,
+        encoded_paths: bool = False,
+    ) -> UpstreamSession:
         """The session a backend's settings describe (pool size, TLS), with ``headers``."""
         return cls(
-            settings.base_url,
+            base_url if base_url is not None else settings.base_url,
             max_connections=settings.max_connections,
             headers={"content-type": "application/json", **settings.headers, **headers},
             ca_file=settings.ca_file,
             client_cert=settings.client_cert,
             client_key=settings.client_key,
+            encoded_paths=encoded_paths,
         )
+
+    def url(self, path: str) -> str | yarl.URL:
+        """The URL of ``path`` under the base URL, as it will be sent."""
+        if self._encoded:
+            return yarl.URL(self.base_url + path, encoded=True)
+        return self.base_url + path
 
     async def aclose(self) -> None:
         await self._session.close()
@@ -89,7 +119,7 @@ class UpstreamSession:
         ``headers_out`` receives the response headers a caller should see (``relayed_headers``)."""
         with map_client_errors(backend, started=False):
             async with self._session.post(
-                self.base_url + path,
+                self.url(path),
                 data=body,
                 headers=headers,
                 timeout=_timeout(connect_timeout),
@@ -104,7 +134,7 @@ class UpstreamSession:
                     headers_out += relayed_headers(response.headers)
                 return content
 
-    async def post_sse(
+    def post_sse(
         self,
         backend: str,
         path: str,
@@ -114,14 +144,39 @@ class UpstreamSession:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         headers_out: list[tuple[str, str]] | None = None,
     ) -> AsyncGenerator[list[SSEFrame] | None, None]:
-        """POST ``body`` and yield the SSE frames of each read; ``None`` once the body ended.
+        """``post_stream`` with SSE framing."""
+        return self.post_stream(
+            backend,
+            path,
+            body,
+            headers,
+            to_error,
+            connect_timeout,
+            headers_out,
+            decoder=SSEDecoder(),
+        )
+
+    async def post_stream(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        headers_out: list[tuple[str, str]] | None = None,
+        *,
+        decoder: FrameDecoder[F],
+    ) -> AsyncGenerator[list[F] | None, None]:
+        """POST ``body`` and yield the frames ``decoder`` finds in each read; ``None`` once the
+        body ended.
 
         The trailing ``None`` lets the caller tell a clean end of the body from a cut connection
         (which raises instead). Closing this generator early closes the upstream connection.
         """
         with map_client_errors(backend, started=False):
             response = await self._session.post(
-                self.base_url + path, data=body, headers=headers, timeout=_timeout(connect_timeout)
+                self.url(path), data=body, headers=headers, timeout=_timeout(connect_timeout)
             )
         try:
             if response.status >= 400:
@@ -130,7 +185,6 @@ class UpstreamSession:
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
             if headers_out is not None:
                 headers_out += relayed_headers(response.headers)
-            decoder = SSEDecoder()
             stream = response.content
             while True:
                 with map_client_errors(backend, started=True):

@@ -17,6 +17,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from tests.integration.helpers import NATIVE_KEY, PRIMARY_KEY, sidecar_config
+from tests.upstream.azure_fakes import AzureFakes
 
 pytestmark = pytest.mark.integration
 
@@ -608,3 +609,49 @@ def test_metrics_say_openai(sidecar: Any, client: openai.OpenAI) -> None:
             f'route="header",surface="openai"}}'
         ) in text
     assert 'anyllm_tokens_total{direction="output",target="primary/gpt-primary"}' in text
+
+
+# ------------------------------------------------------------------ Azure: the same relay
+
+
+@pytest.mark.parametrize(
+    ("v1", "path"),
+    [
+        pytest.param(False, "/openai/deployments/gpt-4o/chat/completions", id="deployments"),
+        pytest.param(True, "/openai/v1/chat/completions", id="v1"),
+    ],
+)
+def test_relayed_to_azure(
+    sidecar_factory: Callable[..., Any], tmp_path: Any, v1: bool, path: str
+) -> None:
+    fakes = AzureFakes(tmp_path)
+    try:
+        azure = fakes.start("azure", deployments=("gpt-4o",))
+        backend: dict[str, Any] = {"kind": "azure", "base_url": azure.base_url}
+        backend |= {"api_key": fakes.api_key} if v1 else {"api_key": fakes.api_key,
+                                                          "api_version": "2024-10-21"}  # fmt: skip
+        sidecar = sidecar_factory(
+            {
+                "server": {"http": "127.0.0.1:0", "grpc": "127.0.0.1:0"},
+                "backends": {"az": backend},
+                "chains": {"default": [{"backend": "az", "model": "gpt-4o"}]},
+            }
+        )
+        with openai.OpenAI(base_url=f"{sidecar.http_url}/v1", api_key="c", max_retries=0) as c:
+            raw = c.chat.completions.with_raw_response.create(
+                model="m",
+                messages=HI,
+                extra_body={"data_sources": [{"type": "x"}]},  # type: ignore[arg-type]
+            )
+            chunks, _ = stream_chunks(c, model="m", messages=HI)
+        # Azure's own fields (content filter results) reach the caller: nothing is modelled.
+        assert "prompt_filter_results" in json.loads(raw.http_response.content)
+        assert raw.parse().choices[0].message.content == "echo: hello there"
+        assert accumulate(chunks).choices[0].message.content == "echo: hello there"
+        create, stream = [e for e in azure.control.log() if "chat/completions" in e["path"]]
+        assert create["path"] == stream["path"] == path
+        assert create["body"] == {"model": "gpt-4o", "messages": HI,
+                                  "data_sources": [{"type": "x"}]}  # fmt: skip
+        assert stream["body"]["stream_options"] == {"include_usage": True}
+    finally:
+        fakes.close()

@@ -1039,9 +1039,13 @@ class Upstream:
 
 
 async def serve(
-    port: int, max_seconds: float, quiet: bool, tls: tuple[str, str] | None = None
+    port: int,
+    max_seconds: float,
+    quiet: bool,
+    tls: tuple[str, str] | None = None,
+    upstream: Upstream | None = None,  # a subclass, for wrappers (tests.upstream.azure_server)
 ) -> None:
-    upstream = Upstream(quiet=quiet)
+    upstream = upstream if upstream is not None else Upstream(quiet=quiet)
     context = None
     if tls is not None:  # HTTPS, for tests of upstream CA / client certificate settings
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
