@@ -1,7 +1,8 @@
 """The OpenAI door end to end: the official openai SDK against the real sidecar process and the
 scripted fake upstream, both to an OpenAI-compatible target (the caller's body and the answer
 relayed as they are) and to an Anthropic one (translated both ways), with fallback between
-them, the streaming commit point, errors in OpenAI's shape and the deadline header."""
+them, the streaming commit point, errors in OpenAI's shape and the deadline header; and the
+same relay to Azure, the same translation to Bedrock (their fakes, proven elsewhere)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from tests.integration.helpers import NATIVE_KEY, PRIMARY_KEY, sidecar_config
 from tests.upstream.azure_fakes import AzureFakes
+from tests.upstream.bedrock_fake import ACCESS_KEY, REGION, SECRET_KEY, BedrockFake, aws_env
 
 pytestmark = pytest.mark.integration
 
@@ -655,3 +657,38 @@ def test_relayed_to_azure(
         assert stream["body"]["stream_options"] == {"include_usage": True}
     finally:
         fakes.close()
+
+
+# ------------------------------------------------------------------ Bedrock: the same translation
+
+
+def test_translated_to_bedrock(sidecar_factory: Callable[..., Any], tmp_path: Any) -> None:
+    bedrock = BedrockFake(tmp_path)
+    try:
+        env = aws_env(tmp_path, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        backend = {"kind": "bedrock", "region": REGION, "base_url": bedrock.base_url}
+        model = "anthropic.claude-test-v1:0"
+        config = {
+            "server": {"http": "127.0.0.1:0", "grpc": "127.0.0.1:0"},
+            "backends": {"br": backend},
+            "chains": {"default": [{"backend": "br", "model": model}]},
+        }
+        sidecar = sidecar_factory(config, env=env)
+        with openai.OpenAI(base_url=f"{sidecar.http_url}/v1", api_key="c", max_retries=0) as c:
+            raw = c.chat.completions.with_raw_response.create(
+                model="m",
+                messages=HI,
+                max_tokens=20,
+                seed=1,  # type: ignore[arg-type]
+            )
+            chunks, headers = stream_chunks(c, model="m", messages=HI, max_tokens=20)
+        assert raw.headers["x-anyllm-degradation"] == "seed"
+        assert raw.parse().choices[0].message.content == "echo: hello there"
+        assert accumulate(chunks).choices[0].message.content == "echo: hello there"
+        create, stream = bedrock.log()
+        assert (create["status"], stream["status"]) == (200, 200)
+        assert create["body"]["messages"] == [{"role": "user", "content": "hello there"}]
+        assert create["body"]["max_tokens"] == 20 and "seed" not in create["body"]
+        assert stream["path"].endswith("/invoke-with-response-stream")
+    finally:
+        bedrock.close()
