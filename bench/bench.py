@@ -10,12 +10,17 @@ Subcommands (``run.sh`` drives them; see ``bench/README.md``):
 
 ``run`` measures, for each mode (``nonstream``, ``stream``, ``long`` = 200-chunk streams,
 through the OpenAI-compatible backend: translated; ``anthropic``, ``anthropic-stream``: through
-the native Anthropic backend, relayed) and each concurrency, three targets one after another
+the native Anthropic backend, relayed; and the OpenAI door's: ``openai``, ``openai-stream``
+to the OpenAI-compatible backend, relayed, ``openai-anthropic``, ``openai-anthropic-stream`` to
+the Anthropic backend, translated) and each concurrency, the targets one after another
 (rotated between rounds):
 
     direct  the mock upstream called over HTTP in its own format: the baseline
-    http    the sidecar's ``POST /v1/messages`` (JSON, or SSE with ``"stream": true``)
-    grpc    the sidecar's ``CreateMessage`` (unary) / ``StreamMessage`` (server streaming)
+    http    the sidecar's ``POST /v1/messages`` (JSON, or SSE with ``"stream": true``); for
+            the OpenAI door's modes ``POST /v1/chat/completions``
+    grpc    the sidecar's ``CreateMessage`` (unary) / ``StreamMessage`` (server streaming);
+            not for the OpenAI door's modes (the gRPC surface speaks Anthropic: its rows are
+            the upstream mode's)
 
 Each load generator is closed-loop: C workers, back to back, for warm-up + duration seconds;
 only requests *started* after the warm-up are recorded. The HTTP client keeps one keep-alive
@@ -53,9 +58,17 @@ from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as 
 
 perf = time.perf_counter
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MODES = ("nonstream", "stream", "long", "anthropic", "anthropic-stream")
+# The OpenAI door's modes, and the upstream mode whose mock port and chain each one uses.
+OPENAI_DOOR = {
+    "openai": "nonstream",  # relayed: OpenAI door -> openai backend
+    "openai-stream": "stream",
+    "openai-anthropic": "anthropic",  # translated: OpenAI door -> anthropic backend
+    "openai-anthropic-stream": "anthropic-stream",
+}
+MODES = ("nonstream", "stream", "long", "anthropic", "anthropic-stream", *OPENAI_DOOR)
 TARGETS = ("direct", "http", "grpc")
-# The mock's ports, relative to --mock-port (see mock_nginx.py), and the sidecar chain per mode.
+# The mock's ports, relative to --mock-port (see mock_nginx.py), and the sidecar chain per
+# upstream mode.
 MOCK_OFFSET = {"nonstream": 0, "stream": 1, "long": 2, "anthropic": 3, "anthropic-stream": 4}
 CHAIN = {
     "nonstream": "bench-json",
@@ -66,7 +79,20 @@ CHAIN = {
 }
 # Modes whose upstream speaks Anthropic (the native backend: relayed, not translated).
 ANTHROPIC_MODES = frozenset({"anthropic", "anthropic-stream"})
-STREAM_MODES = frozenset({"stream", "long", "anthropic-stream"})
+STREAM_MODES = frozenset(
+    {"stream", "long", "anthropic-stream", "openai-stream", "openai-anthropic-stream"}
+)
+
+
+def upstream_mode(mode: str) -> str:
+    """The mode whose mock port, chain and upstream format ``mode`` uses."""
+    return OPENAI_DOOR.get(mode, mode)
+
+
+def targets_for(mode: str) -> tuple[str, ...]:
+    return ("direct", "http") if mode in OPENAI_DOOR else TARGETS
+
+
 PROMPT = "Say hello in one short sentence."
 STREAM_CHUNKS = 10  # content chunks of the mock's short stream (mock_nginx.py)
 
@@ -438,6 +464,7 @@ class Setup:
 
 def http_target(setup: Setup, target: str, mode: str) -> HttpTarget:
     stream = mode in STREAM_MODES
+    door, mode = mode in OPENAI_DOOR, upstream_mode(mode)
     if target == "direct" and mode in ANTHROPIC_MODES:
         return HttpTarget(
             url_host="127.0.0.1",
@@ -470,6 +497,24 @@ def http_target(setup: Setup, target: str, mode: str) -> HttpTarget:
             body=json.dumps(body).encode(),
             expect=b"[DONE]" if stream else b'"choices"',
         )
+    host, port = setup.http
+    if door:  # what an OpenAI SDK sends to the OpenAI door
+        body = {
+            "model": CHAIN[mode],
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+        if stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        return HttpTarget(
+            url_host=host,
+            port=port,
+            path="/v1/chat/completions",
+            headers=(("Authorization", "Bearer sk-caller"),),
+            body=json.dumps(body).encode(),
+            expect=b"[DONE]" if stream else b'"choices"',
+            reject=b'{"error"',
+        )
     body = {
         "model": CHAIN[mode],
         "max_tokens": 256,
@@ -477,7 +522,6 @@ def http_target(setup: Setup, target: str, mode: str) -> HttpTarget:
     }
     if stream:
         body["stream"] = True
-    host, port = setup.http
     return HttpTarget(
         url_host=host,
         port=port,
@@ -514,7 +558,7 @@ async def measure(
             f"{host}:{port}", options=[("grpc.enable_http_proxy", 0)]
         )
         stub = spb_grpc.MessagesServiceStub(channel)
-        model = CHAIN[mode]
+        model = CHAIN[upstream_mode(mode)]
         worker = grpc_stream_worker if mode in STREAM_MODES else grpc_unary_worker
 
         def workers(rec: Recorder) -> Iterable[Awaitable[None]]:
@@ -679,6 +723,17 @@ def verdicts(summary: dict[tuple[str, int, str], dict[str, Any]], long_chunks: i
                     f" ({STREAM_CHUNKS} -> {long_chunks} content chunks; {short['events']} ->"
                     f" {long['events']} events received per response)"
                 )
+    # The OpenAI door relaying should cost no more than the Anthropic door relaying does.
+    for ours, theirs in (("openai", "anthropic"), ("openai-stream", "anthropic-stream")):
+        for conc in sorted({k[1] for k in summary}):
+            a = summary.get((ours, conc, "http"), {}).get("sidecar_cpu_ms_per_req")
+            b = summary.get((theirs, conc, "http"), {}).get("sidecar_cpu_ms_per_req")
+            if a is not None and b is not None:
+                mark = "ok" if a <= b * 1.1 else "OVER"
+                out.append(
+                    f"- http {ours} C={conc}: sidecar CPU {a:.3f} ms/req, relayed by the OpenAI"
+                    f" door (the Anthropic door relaying, {theirs}: {b:.3f}) {mark}"
+                )
     return out
 
 
@@ -801,12 +856,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     concs = [int(c) for c in args.concurrency.split(",") if c]
     if bad := [m for m in modes if m not in MODES]:
         raise SystemExit(f"bench: unknown modes {bad}; choose from {MODES}")
-    runs = len(modes) * len(concs) * len(TARGETS) * args.rounds
+    cells = sum(len(targets_for(m)) for m in modes)
+    runs = cells * len(concs) * args.rounds
     per_run = args.warmup + args.duration + args.pause
     plan = runs * per_run + len(modes) * 2 * args.prime
     print(
-        f"# plan: {len(modes)} modes x {len(concs)} concurrencies x {len(TARGETS)} targets x"
-        f" {args.rounds} rounds x ({args.warmup:g}+{args.duration:g}) s ~= {plan / 60:.1f} min",
+        f"# plan: {len(modes)} modes ({cells} mode x target cells) x {len(concs)} concurrencies"
+        f" x {args.rounds} rounds x ({args.warmup:g}+{args.duration:g}) s ~= {plan / 60:.1f} min",
         flush=True,
     )
     if plan > args.max_minutes * 60:
@@ -826,13 +882,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC)
     for mode in modes:
-        for target in ("http", "grpc"):  # first requests pay imports, pools, HTTP/2 setup
+        targets = targets_for(mode)
+        for target in targets[1:]:  # first requests pay imports, pools, HTTP/2 setup
             if args.prime > 0:
                 r = asyncio.run(measure(setup, target, mode, 4, args.prime, 0.0))
                 print(f"  prime {mode:9s} {target:6s} requests={r['completed_incl_warmup']}")
         for conc in concs:
             for rnd in range(args.rounds):
-                order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]
+                n = len(targets)
+                order = targets[rnd % n :] + targets[: rnd % n]
                 for target in order:
                     r = asyncio.run(measure(setup, target, mode, conc, args.warmup, args.duration))
                     r["round"] = rnd

@@ -2,6 +2,7 @@
 # Installs what the end-to-end suite (tests/e2e) needs into a cache directory, idempotently:
 #
 #   $E2E_HOME/node        npm: @anthropic-ai/claude-code, @anthropic-ai/sdk
+#   $E2E_HOME/openai-node npm: openai (the OpenAI Node SDK, a client of the OpenAI door)
 #   $E2E_HOME/llama-venv  llama-cpp-python[server] (llama.cpp built from source, without tests,
 #                         examples and tools: about 7 minutes on 2 cores)
 #   $E2E_HOME/litellm-venv  litellm[proxy], gguf (also used to write the tiny test model)
@@ -9,15 +10,17 @@
 # Each part is skipped when its stamp file exists and says the same versions; a part that failed
 # half-way is redone from scratch. E2E_HOME defaults to <repo>/.e2e (it ignores itself in git).
 # Environment: E2E_HOME, PYTHON (the interpreter for the venvs, default python3), and the pinned
-# versions below (CLAUDE_CODE_VERSION, ANTHROPIC_SDK_VERSION, LLAMA_CPP_PYTHON_VERSION,
-# LITELLM_VERSION, GGUF_VERSION) — empty means "latest", which is what a new user gets.
-# tests/e2e reads the same E2E_HOME.
+# versions below (CLAUDE_CODE_VERSION, ANTHROPIC_SDK_VERSION, OPENAI_NODE_SDK_VERSION,
+# LLAMA_CPP_PYTHON_VERSION, LITELLM_VERSION, GGUF_VERSION) — empty means "latest", which is what
+# a new user gets. tests/e2e reads the same E2E_HOME.
+# Arguments: the parts to install (node, openai-node, litellm, llama); none means all.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 E2E_HOME="${E2E_HOME:-$ROOT/.e2e}"
 PYTHON="${PYTHON:-python3}"
 CLAUDE_CODE_VERSION="${CLAUDE_CODE_VERSION-2.1.332}"
 ANTHROPIC_SDK_VERSION="${ANTHROPIC_SDK_VERSION-1.15.0}"
+OPENAI_NODE_SDK_VERSION="${OPENAI_NODE_SDK_VERSION-7.59.0}"
 LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION-0.3.36}"
 # litellm 1.109+ moved the proxy's dependencies into a package (litellm-proxy) that has no release
 # for Python 3.11 matching it; pip's resolver backtracks to 1.108.7, which we pin.
@@ -62,6 +65,14 @@ install_node() {
   "$dir/node_modules/.bin/claude" --version >&2
 }
 
+install_openai_node() {
+  local dir="$E2E_HOME/openai-node"
+  rm -rf "$dir"; mkdir -p "$dir"
+  printf '{"name":"anyllm-e2e-openai","private":true}\n' > "$dir/package.json"
+  (cd "$dir" && npm install --no-save --loglevel=error "$(npin openai "$OPENAI_NODE_SDK_VERSION")" >&2)
+  node -e "console.log('openai', require('$dir/node_modules/openai/package.json').version)" >&2
+}
+
 install_llama() {
   local venv="$E2E_HOME/llama-venv"
   rm -rf "$venv"
@@ -86,9 +97,22 @@ install_litellm() {
 }
 
 T0=$SECONDS
+PARTS="${*:-node openai-node litellm llama}"
+wants() { [[ " $PARTS " == *" $1 "* ]]; }
 command -v node >/dev/null && command -v npm >/dev/null || { log "node and npm are needed"; exit 1; }
-command -v cmake >/dev/null || { log "cmake is needed (apt-get install cmake)"; exit 1; }
-done_or_run node "claude-code=$CLAUDE_CODE_VERSION sdk=$ANTHROPIC_SDK_VERSION node=$(node --version)" install_node
-done_or_run litellm "litellm=$LITELLM_VERSION gguf=$GGUF_VERSION" install_litellm
-done_or_run llama "llama-cpp-python=$LLAMA_CPP_PYTHON_VERSION cmake=$LLAMA_CMAKE_ARGS" install_llama
+if wants llama; then
+  command -v cmake >/dev/null || { log "cmake is needed (apt-get install cmake)"; exit 1; }
+fi
+if wants node; then
+  done_or_run node "claude-code=$CLAUDE_CODE_VERSION sdk=$ANTHROPIC_SDK_VERSION node=$(node --version)" install_node
+fi
+if wants openai-node; then
+  done_or_run openai-node "openai=$OPENAI_NODE_SDK_VERSION node=$(node --version)" install_openai_node
+fi
+if wants litellm; then
+  done_or_run litellm "litellm=$LITELLM_VERSION gguf=$GGUF_VERSION" install_litellm
+fi
+if wants llama; then
+  done_or_run llama "llama-cpp-python=$LLAMA_CPP_PYTHON_VERSION cmake=$LLAMA_CMAKE_ARGS" install_llama
+fi
 log "all done in $((SECONDS - T0)) s ($E2E_HOME)"

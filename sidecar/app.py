@@ -27,6 +27,7 @@ from sidecar.engine.engine import Engine
 from sidecar.grpc_api.server import start_grpc_server
 from sidecar.http_api.anthropic_door import AnthropicDoor
 from sidecar.http_api.asgi import HttpApp
+from sidecar.http_api.openai_door import OpenAIDoor
 from sidecar.http_api.ops import OPEN_PATHS, OpsRoutes
 from sidecar.logs import log
 from sidecar.observe import Telemetry
@@ -156,10 +157,16 @@ async def serve(config: Config) -> int:
     )
     sock = _bind(config.server.http)
     # The HTTP surface: each door its own module, assembled here (the first shows the errors
-    # of requests no route matched).
+    # of requests no route matched). Both API doors serve GET /v1/models: the Anthropic door
+    # claims the requests with an anthropic-version header, the OpenAI door the rest.
     http_api = HttpApp(
         [
             AnthropicDoor(engine, engine.model_names),
+            OpenAIDoor(
+                engine,
+                engine.model_names,
+                report_degradations=config.server.report_degradations,
+            ),
             OpsRoutes(
                 readiness=lifecycle, breakers=engine.breakers.snapshot, metrics=telemetry.render
             ),

@@ -11,6 +11,14 @@ keeps ``stop_reason``/``stop_sequence`` present even when null, as the Anthropic
 
 ``Call`` is what a surface hands to the engine: the decoded request plus what came with it
 (request id, chosen chain, deadline, headers to pass to a native Anthropic upstream).
+
+Dialects. A call is in Anthropic's dialect, or in OpenAI's (it came through the OpenAI door:
+``Call.openai_body``). Either way ``request`` is an Anthropic request, what every target that
+does not speak the caller's dialect is sent, so the engine routes, validates and falls back the
+same way. What comes back is ours (``Message``, ``StreamEvent``: translated), or an upstream's
+own bytes in the caller's dialect with the little the engine reads of them: ``RawMessage`` and
+``RawEvent`` from an Anthropic-protocol upstream, ``RawChatCompletion`` and ``RawChatChunk``
+from an OpenAI-compatible one to an OpenAI caller (DESIGN.md, "Dialects").
 """
 
 from __future__ import annotations
@@ -336,14 +344,16 @@ StreamEvent = (
 )
 
 
-def is_content_event(event: StreamEvent | RawEvent) -> bool:
+def is_content_event(event: StreamItem) -> bool:
     """True for events that carry real content: the first one is the streaming commit point.
 
     A delta, or the start of a block that is content by itself (a tool call, a server tool's
     block, a redacted thinking block, or a text/thinking block that starts non-empty).
     ``message_start``, pings, empty block starts and event types we do not know are not: they
-    are held back until content arrives.
+    are held back until content arrives. A relayed OpenAI chunk says so itself.
     """
+    if type(event) is RawChatChunk:
+        return event.content
     if type(event) is RawEvent:
         view = event.view
         if view.type == "content_block_delta":
@@ -436,16 +446,39 @@ class RawMessage:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawChatChunk:
+    """One frame of an OpenAI-compatible upstream's own stream, to relay to an OpenAI caller
+    as the upstream sent it, with what the engine reads of it (``backends.openai_wire``)."""
+
+    data: bytes  # the frame's payload, byte for byte: a chunk's JSON, or ``[DONE]``
+    content: bool = False  # carries content: the first such frame is the commit point
+    done: bool = False  # the end of a complete stream (``[DONE]``)
+    input_tokens: int | None = None  # usage, when the frame carries it
+    output_tokens: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawChatCompletion:
+    """An OpenAI-compatible upstream's own ``chat.completion``, to relay to an OpenAI caller."""
+
+    body: bytes  # the completion JSON, byte for byte
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
 # What a stream carries: our own events (translated), or an upstream's relayed as they are.
-StreamItem = StreamEvent | RawEvent
+StreamItem = StreamEvent | RawEvent | RawChatChunk
 # What ``create`` answers: our own message (translated), or an upstream's relayed as it is.
-Answer = Message | RawMessage
+Answer = Message | RawMessage | RawChatCompletion
 
 
 def is_stop(event: StreamItem) -> bool:
-    """True for ``message_stop``, the end of a complete stream."""
+    """True for ``message_stop`` (or a relayed OpenAI ``[DONE]``), the end of a complete stream."""
     if type(event) is RawEvent:
         return event.type == "message_stop"
+    if type(event) is RawChatChunk:
+        return event.done
     return type(event) is MessageStop
 
 
@@ -454,8 +487,16 @@ def answer_usage(answer: Answer) -> tuple[int | None, int | None]:
     if type(answer) is RawMessage:
         usage = answer.view.usage
         return (None, None) if usage is None else (usage.input_tokens, usage.output_tokens)
+    if type(answer) is RawChatCompletion:
+        return answer.input_tokens, answer.output_tokens
     assert isinstance(answer, Message)
     return answer.usage.input_tokens, answer.usage.output_tokens
+
+
+def is_relayed_chat(first: Answer | StreamItem) -> bool:
+    """Whether an answer (or a stream's first item) is an OpenAI-compatible upstream's own, in
+    an OpenAI caller's dialect: then nothing of the caller's request was translated."""
+    return type(first) is RawChatCompletion or type(first) is RawChatChunk
 
 
 # --------------------------------------------------------------------------- the call
@@ -478,6 +519,12 @@ class Call:
     # ``tool:TYPE``, ``thinking:TYPE``...): still in ``raw_body`` for a native upstream, named
     # in the degradation list by a translating one.
     unmodelled: tuple[str, ...] = ()
+    # An OpenAI-dialect call (the OpenAI door): the caller's Chat Completions body, relayed as
+    # is (model rewritten) by an OpenAI-compatible target. ``request`` is its translation, sent
+    # to every other target, and ``raw_body`` is None. ``openai_notes``: what that translation
+    # dropped or approximated, named in the degradation list unless the answer was relayed.
+    openai_body: bytes | None = None
+    openai_notes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

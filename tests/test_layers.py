@@ -72,7 +72,7 @@ LAYERS = [
             ),
             id=f"http-{door}-never-calls-a-backend",
         )
-        for door in ("asgi", "anthropic_door", "ops")
+        for door in ("asgi", "anthropic_door", "openai_door", "ops")
     ),
     pytest.param(
         "sidecar.grpc_api.server",

@@ -6,10 +6,14 @@ the configured key, and turns the answer back into Anthropic shapes: a whole ``M
 ``translate.openai_response``, or stream events via a fresh ``OpenAIStreamTranslator`` fed one
 SSE frame at a time. Token counting is an estimate: Chat Completions has no counting endpoint.
 
+A call from an OpenAI caller (``call.openai_body``) is relayed instead: the caller's own body
+goes up and the upstream's answer and chunks come back as they are (``openai_wire``).
+
 Other Chat Completions services (Azure OpenAI, ``azure.py``) subclass it and override the
 three parts that differ: the key sent with every request (``_session_headers``), the path for
 a model (``_path``) and the per-request headers (``_headers``, async so that a bearer token can
-be refreshed first); plus ``to_error``, the mapping of the service's error responses.
+be refreshed first); plus ``to_error``, the mapping of the service's error responses. They
+relay an OpenAI caller's call the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import AsyncGenerator
 import orjson
 
 from sidecar.errors import InvalidRequestError
-from sidecar.model import Call, CountCall, Message, StreamItem, TokenCount
+from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount
 from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
 from sidecar.translate.openai_stream import OpenAIStreamTranslator
@@ -29,6 +33,7 @@ from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
 from .http import ErrorMapper, Session, UpstreamSession
+from .openai_wire import OpenAIChunkReader, read_completion, relay_body
 from .settings import OpenAISettings
 
 
@@ -89,8 +94,13 @@ class OpenAIBackend:
 
     async def create(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
-    ) -> Message:
-        body = self._body(call, model, stream=False, notes=notes)
+    ) -> Answer:
+        if call.openai_body is not None:  # the caller speaks OpenAI too: relayed
+            body, _ = relay_body(
+                call.openai_body, call.request.model, model, stream=False, want_usage=False
+            )
+        else:
+            body = self._body(call, model, stream=False, notes=notes)
         content = await self._client.post_json(
             self.name,
             self._path(model),
@@ -99,6 +109,8 @@ class OpenAIBackend:
             self.to_error,
             connect_timeout,
         )
+        if call.openai_body is not None:
+            return read_completion(self.name, content)
         return from_openai_response(
             content, message_id=new_message_id(), model=call.request.model, notes=notes
         )
@@ -106,13 +118,24 @@ class OpenAIBackend:
     async def stream(
         self, call: Call, model: str, notes: list[str], *, connect_timeout: float
     ) -> AsyncGenerator[list[StreamItem], None]:
-        body = self._body(call, model, stream=True, notes=notes)
-        translator = OpenAIStreamTranslator(
-            message_id=new_message_id(),
-            model=call.request.model,
-            input_tokens=estimate_input_tokens(call.request),
-            notes=notes,
-        )
+        translator: OpenAIStreamTranslator | OpenAIChunkReader
+        if call.openai_body is not None:  # the caller speaks OpenAI too: relayed
+            body, ours = relay_body(
+                call.openai_body,
+                call.request.model,
+                model,
+                stream=True,
+                want_usage=self._options.stream_usage,
+            )
+            translator = OpenAIChunkReader(self.name, hide_usage=ours)
+        else:
+            body = self._body(call, model, stream=True, notes=notes)
+            translator = OpenAIStreamTranslator(
+                message_id=new_message_id(),
+                model=call.request.model,
+                input_tokens=estimate_input_tokens(call.request),
+                notes=notes,
+            )
         frames = self._client.post_sse(
             self.name,
             self._path(model),

@@ -24,6 +24,11 @@ takes one before its timers start and before its breaker is asked, so waiting fo
 sidecar's own time; none free within ``pool_timeout`` is a ``LocalLimitError`` (529 /
 RESOURCE_EXHAUSTED) with no attempt, no breaker movement and no fallback.
 
+A call in OpenAI's dialect (the OpenAI door) carries what its translation into ``request``
+lost (``Call.openai_notes``): an attempt whose target answered in Anthropic's dialect, i.e.
+was sent that translation, adds them to its degradations; one that relayed the caller's own
+body (``is_relayed_chat``) lost nothing.
+
 Every request fills an ``Outcome`` (attempts, who answered, exhausted); errors carry its
 metadata so both surfaces can report it. Backoff sleeps, the breakers' clock and the jitter are
 injectable so tests run without real waiting.
@@ -58,6 +63,7 @@ from sidecar.model import (
     StreamItem,
     TokenCount,
     answer_usage,
+    is_relayed_chat,
 )
 
 from .breaker import Breakers
@@ -423,8 +429,11 @@ class Engine:
             deadline: float,
         ) -> Answer:
             model = target.model or call.request.model
-            answer = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
-            return await _bounded(answer, backend.name, end, deadline)
+            answering = backend.create(call, model, notes, connect_timeout=policy.connect_timeout)
+            answer = await _bounded(answering, backend.name, end, deadline)
+            if call.openai_notes and not is_relayed_chat(answer):
+                notes += call.openai_notes  # this target was sent the door's translation
+            return answer
 
         message, slot = await self._observed(
             outcome, gen, self._run(chain, outcome, gen, call.deadline, attempt)
@@ -464,6 +473,8 @@ class Engine:
             except BaseException:
                 await close_quietly(events)
                 raise
+            if call.openai_notes and not is_relayed_chat(held[0]):
+                notes += call.openai_notes  # this target was sent the door's translation
             return events, held, end, policy, backend.name
 
         (events, held, end, policy, name), slot = await self._observed(

@@ -25,6 +25,7 @@ from sidecar.errors import (
 from sidecar.model import (
     MessageDelta,
     MessageStart,
+    RawChatChunk,
     RawEvent,
     StreamItem,
     is_content_event,
@@ -138,6 +139,11 @@ class EngineStream:
         for event in batch:
             if type(event) is RawEvent:
                 self._count_raw(event)
+            elif type(event) is RawChatChunk:
+                if event.input_tokens is not None:
+                    self.outcome.input_tokens = event.input_tokens
+                if event.output_tokens is not None:
+                    self.outcome.output_tokens = event.output_tokens
             elif type(event) is MessageDelta:
                 self.outcome.output_tokens = event.usage.output_tokens
                 if event.usage.input_tokens is not None:

@@ -4,6 +4,7 @@ outcome says, and the streaming commit point."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -34,6 +35,8 @@ from sidecar.model import (
     MessagesRequest,
     MessageStart,
     MessageStop,
+    RawChatChunk,
+    RawChatCompletion,
     StreamEvent,
     TextBlock,
     TextDelta,
@@ -468,3 +471,90 @@ async def test_cancel_during_backoff_stops_everything() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (a.calls, b.calls) == (1, 0)
+
+
+# ------------------------------------------------------------------ an OpenAI caller's dialect
+
+
+@dataclass
+class FakeChatRelay(FakeBackend):
+    """An OpenAI-compatible backend relaying an OpenAI caller's call: its own chunks back."""
+
+    async def create(  # type: ignore[override]
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> RawChatCompletion:
+        step = self._next()
+        if isinstance(step, UpstreamError):
+            raise step
+        return RawChatCompletion(b'{"choices": []}', input_tokens=3, output_tokens=4)
+
+    async def stream(  # type: ignore[override]
+        self, call: Call, model: str, notes: list[str], *, connect_timeout: float
+    ) -> AsyncGenerator[list[RawChatChunk], None]:
+        step = self._next()
+        try:
+            yield [RawChatChunk(b'{"role": "assistant"}')]  # no content: held back
+            if step == "stall_after_start":
+                await asyncio.sleep(3600)
+            yield [RawChatChunk(b'{"content": "hi"}', content=True)]
+            yield [RawChatChunk(b'{"finish_reason": "stop"}')]
+            yield [RawChatChunk(b"[DONE]", done=True, input_tokens=5, output_tokens=6)]
+        finally:
+            self.closed += 1
+
+
+def chat_engine(relay: list[Step], other: list[Step], policy: Policy | None = None) -> Engine:
+    """Chain ``default``: the relaying backend ``a``, then ``b``, which is sent the translation."""
+    pol = policy or Policy()
+    chain = Chain(name="default", targets=(Target(backend="a"), Target(backend="b")), policy=pol)
+    backends = {"a": FakeChatRelay("a", relay), "b": FakeBackend("b", other)}
+    return Engine(backends=backends, routes=Routes([], {"default": chain}), jitter=lambda: 0.5)
+
+
+def openai_call() -> Call:
+    return dataclasses.replace(call(), openai_body=b"{}", openai_notes=("seed", "n"))
+
+
+@pytest.mark.parametrize(
+    ("relay", "answered_by", "degradations"),
+    [
+        pytest.param([], "a", [], id="relayed-nothing-lost"),
+        pytest.param([status(503)], "b", ["note-b", "seed", "n"], id="translated-named"),
+    ],
+)
+async def test_an_openai_callers_notes_only_where_translated(
+    relay: list[Step], answered_by: str, degradations: list[str]
+) -> None:
+    answer, outcome = await chat_engine(relay, []).create(openai_call())
+    assert outcome.answered_by == answered_by
+    assert outcome.degradations == degradations
+    if answered_by == "a":
+        assert isinstance(answer, RawChatCompletion)
+        assert (outcome.input_tokens, outcome.output_tokens) == (3, 4)
+
+
+async def test_relayed_chat_stream_commits_at_content_and_counts_usage() -> None:
+    engine = chat_engine([], [])
+    stream = await engine.open_stream(openai_call())
+    batches = [batch async for batch in stream]
+    await stream.aclose()
+    # The role chunk was held back until content came, then both went out in one batch.
+    assert [[c.data for c in b] for b in batches] == [  # type: ignore[union-attr]
+        [b'{"role": "assistant"}', b'{"content": "hi"}'],
+        [b'{"finish_reason": "stop"}'],
+        [b"[DONE]"],
+    ]
+    assert stream.outcome.degradations == []
+    assert (stream.outcome.input_tokens, stream.outcome.output_tokens) == (5, 6)
+    assert stream.outcome.result == "ok"
+
+
+async def test_relayed_chat_stream_without_content_falls_back_to_a_translation() -> None:
+    engine = chat_engine(["stall_after_start"], [], Policy(ttft_timeout=0.05))
+    stream = await engine.open_stream(openai_call())
+    events = [e async for batch in stream for e in batch]
+    await stream.aclose()
+    assert not any(isinstance(e, RawChatChunk) for e in events)  # the held chunk never left
+    assert isinstance(events[0], MessageStart)
+    assert stream.outcome.answered_by == "b"
+    assert stream.outcome.degradations == ["seed", "n"]

@@ -15,6 +15,7 @@ DOOR_MODULES = (
     "sidecar.translate.openai_chat_to_anthropic",
     "sidecar.translate.anthropic_to_openai_chat",
     "sidecar.translate.openai_errors",
+    "sidecar.translate.relayed_to_model",
 )
 
 SCRIPT = f"""
