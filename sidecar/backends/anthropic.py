@@ -17,7 +17,6 @@ from collections.abc import AsyncGenerator
 import msgspec
 import orjson
 
-from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import (
     Call,
     CountCall,
@@ -28,7 +27,7 @@ from sidecar.model import (
 )
 from sidecar.translate.upstream_errors import error_from_anthropic
 
-from .anthropic_wire import read_message, sse_events
+from .anthropic_wire import read_message, read_token_count, sse_events
 from .http import UpstreamSession
 from .relay_body import with_model
 from .settings import AnthropicSettings
@@ -101,14 +100,7 @@ class AnthropicBackend:
         content = await self._client.post_json(
             self.name, "/v1/messages/count_tokens", body, headers, error_from_anthropic
         )
-        try:
-            return TokenCount(input_tokens=int(orjson.loads(content)["input_tokens"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise UpstreamError(
-                f"{self.name}: unreadable token count",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self.name,
-            ) from exc
+        return read_token_count(self.name, content)
 
     async def aclose(self) -> None:
         await self._client.aclose()

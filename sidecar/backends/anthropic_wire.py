@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import msgspec
+import orjson
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import (
@@ -23,6 +24,7 @@ from sidecar.model import (
     RawEvent,
     RawMessage,
     StreamItem,
+    TokenCount,
     event_view_decoder,
     message_view_decoder,
 )
@@ -119,3 +121,12 @@ async def sse_events(
 
 def _unreadable(backend: str, what: str) -> UpstreamError:
     return UpstreamError(f"{backend}: {what}", kind=FailureKind.INVALID_RESPONSE, backend=backend)
+
+
+def read_token_count(backend: str, content: bytes, key: str = "input_tokens") -> TokenCount:
+    """An exact token count from a counting endpoint's answer (``{"input_tokens": N}``;
+    Bedrock's CountTokens says ``inputTokens``)."""
+    try:
+        return TokenCount(input_tokens=int(orjson.loads(content)[key]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise _unreadable(backend, "unreadable token count") from None

@@ -49,7 +49,7 @@ from sidecar.model import Call, CountCall, RawMessage, StreamItem, TokenCount
 from sidecar.translate.bedrock_errors import error_from_bedrock, error_from_bedrock_frame
 from sidecar.translate.tokens import estimate_input_tokens
 
-from .anthropic_wire import AnthropicEventReader, read_message
+from .anthropic_wire import AnthropicEventReader, read_message, read_token_count
 from .aws import AwsCredentials, default_resolver, host_of, sign, static_resolver
 from .http import UpstreamSession
 from .settings import BedrockSettings
@@ -290,14 +290,7 @@ class BedrockBackend:
                 estimate = estimate_input_tokens(call.request)
                 return TokenCount(input_tokens=estimate, estimated=True)
             raise
-        try:
-            return TokenCount(input_tokens=int(orjson.loads(content)["inputTokens"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise UpstreamError(
-                f"{self.name}: unreadable token count",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self.name,
-            ) from exc
+        return read_token_count(self.name, content, "inputTokens")
 
     async def aclose(self) -> None:
         await self._client.aclose()

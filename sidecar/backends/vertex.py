@@ -46,11 +46,10 @@ from urllib.parse import quote
 import msgspec
 import orjson
 
-from sidecar.errors import FailureKind, UpstreamError
 from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount, json_encoder
 from sidecar.translate.google_errors import error_from_google
 
-from .anthropic_wire import read_message, sse_events
+from .anthropic_wire import read_message, read_token_count, sse_events
 from .gcp_auth import GoogleAuthSession, GoogleTokens, load_credentials
 from .http import Session, UpstreamSession
 from .openai import OpenAIBackend
@@ -206,14 +205,7 @@ class VertexBackend:
             self._headers(call),
             error_from_google,
         )
-        try:
-            return TokenCount(input_tokens=int(orjson.loads(content)["input_tokens"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise UpstreamError(
-                f"{self.name}: unreadable token count",
-                kind=FailureKind.INVALID_RESPONSE,
-                backend=self.name,
-            ) from exc
+        return read_token_count(self.name, content)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
