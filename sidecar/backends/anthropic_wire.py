@@ -13,7 +13,8 @@ backends whose upstream sends these events as SSE (Anthropic, Vertex).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from typing import TypeVar
 
 import msgspec
 import orjson
@@ -29,6 +30,8 @@ from sidecar.model import (
     message_view_decoder,
 )
 from sidecar.translate.sse import SSEFrame
+
+F = TypeVar("F")  # a frame of the body's framing (SSE, AWS event-stream)
 
 
 def read_message(
@@ -85,15 +88,30 @@ class AnthropicEventReader:
         )
 
 
-async def sse_events(
+def _sse_frame(frame: SSEFrame) -> tuple[str | None, str]:
+    return frame.event, frame.data
+
+
+def sse_events(
     backend: str,
     frames: AsyncGenerator[list[SSEFrame] | None, None],
     headers: list[tuple[str, str]],
 ) -> AsyncGenerator[list[StreamItem], None]:
-    """The events of an SSE body (``UpstreamSession.post_sse``'s batches), in batches.
+    """The events of an SSE body (``UpstreamSession.post_sse``'s batches), in batches."""
+    return relay_events(backend, frames, headers, _sse_frame)
 
-    ``headers`` is the ``headers_out`` list given to ``post_sse``: filled once the response
-    began, it goes out with the first event. The body is read to its end after
+
+async def relay_events(
+    backend: str,
+    frames: AsyncGenerator[list[F] | None, None],
+    headers: list[tuple[str, str]],
+    unpack: Callable[[F], tuple[str | None, str | bytes] | None],
+) -> AsyncGenerator[list[StreamItem], None]:
+    """The events of a stream body in any framing, in batches: ``unpack`` gives each frame's
+    event name (if the framing has one) and JSON, or None for a frame that carries no event.
+
+    ``headers`` is the ``headers_out`` list given to the session's post: filled once the
+    response began, it goes out with the first event. The body is read to its end after
     ``message_stop`` so the connection can be reused; a body that ends before it raises
     ``INCOMPLETE``. Closing this generator closes ``frames``.
     """
@@ -110,7 +128,10 @@ async def sse_events(
                 continue  # read to the end of the body so the connection can be reused
             events: list[StreamItem] = []
             for frame in batch:
-                events.append(reader.feed(frame.event, frame.data))
+                unpacked = unpack(frame)
+                if unpacked is None:
+                    continue
+                events.append(reader.feed(*unpacked))
                 if reader.stopped:
                     break
             if events:

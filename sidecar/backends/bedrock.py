@@ -49,7 +49,7 @@ from sidecar.model import Call, CountCall, RawMessage, StreamItem, TokenCount
 from sidecar.translate.bedrock_errors import error_from_bedrock, error_from_bedrock_frame
 from sidecar.translate.tokens import estimate_input_tokens
 
-from .anthropic_wire import AnthropicEventReader, read_message, read_token_count
+from .anthropic_wire import read_message, read_token_count, relay_events
 from .aws import AwsCredentials, default_resolver, host_of, sign, static_resolver
 from .http import UpstreamSession
 from .settings import BedrockSettings
@@ -248,30 +248,19 @@ class BedrockBackend:
             connect_timeout,
             decoder=EventStreamDecoder(self.name),
         )
-        reader = AnthropicEventReader(self.name)
+        events = relay_events(self.name, frames, [], self._unpack)
         try:
-            async for batch in frames:
-                if batch is None:
-                    if reader.stopped:
-                        return
-                    raise reader.incomplete()
-                if reader.stopped:
-                    continue  # read to the end of the body so the connection can be reused
-                events: list[StreamItem] = []
-                for message in batch:
-                    data = event_bytes(self.name, message)
-                    if data is None:
-                        continue
-                    events.append(reader.feed(None, data))
-                    if reader.stopped:
-                        break
-                if events:
-                    yield events
+            async for batch in events:
+                yield batch
         except UpstreamError as error:
             self._refused(error, credentials)
             raise
         finally:
-            await frames.aclose()
+            await events.aclose()
+
+    def _unpack(self, message: EventStreamMessage) -> tuple[None, bytes] | None:
+        data = event_bytes(self.name, message)
+        return None if data is None else (None, data)
 
     async def count_tokens(self, call: CountCall, model: str) -> TokenCount:
         # The count_tokens body made an InvokeModel body, which needs max_tokens (not counted).
