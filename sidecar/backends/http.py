@@ -24,6 +24,7 @@ import aiohttp
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 
+from .base import report_response_headers
 from .settings import HttpSettings
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -96,6 +97,7 @@ class UpstreamSession:
             ) as response:
                 with map_client_errors(backend, started=True):
                     content = await response.read()
+                report_response_headers(response.headers)
                 if response.status >= 400:
                     raise _with_backend(
                         to_error(response.status, content, response.headers), backend
@@ -124,6 +126,7 @@ class UpstreamSession:
                 self.base_url + path, data=body, headers=headers, timeout=_timeout(connect_timeout)
             )
         try:
+            report_response_headers(response.headers)
             if response.status >= 400:
                 with map_client_errors(backend, started=True):
                     content = await response.read()
