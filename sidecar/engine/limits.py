@@ -49,6 +49,8 @@ class RateLimits:
         self.remote: dict[str, float] = {}
         # Called with (label, blocked_until) when an announcement blocks a target (shared state).
         self.on_block: Callable[[str, float], None] | None = None
+        # Called with (target, requests, tokens) for targets with rpm / tpm (shared state).
+        self.on_use: Callable[[Target, int, int], None] | None = None
 
     def now(self) -> float:
         return self._clock()
@@ -98,6 +100,8 @@ class RateLimits:
         requests.append(self._clock())
         while len(requests) > target.rpm:
             requests.popleft()
+        if self.on_use is not None:
+            self.on_use(target, 1, 0)
 
     def used(self, target: Target, tokens: int) -> None:
         """A finished request used ``tokens`` (input + output) of ``target``'s tpm."""
@@ -106,6 +110,8 @@ class RateLimits:
         state = self._get(target.label)
         state.tokens.append((self._clock(), tokens))
         state.token_sum += tokens
+        if self.on_use is not None:
+            self.on_use(target, 0, tokens)
 
     def announce(self, label: str, announced: Announced, *, limited: bool = False) -> None:
         """What an answer's headers said; ``limited``: the answer was a 429 / 503, so its

@@ -201,6 +201,7 @@ class Loop:
             claim is not None
             and self.breakers.is_probe(target.label)
             and not await claim(target.label, run.policy.attempt_timeout)
+            and (run.queue or run.outcome.attempts)  # else: the one try of an all-open chain
         ):
             run.outcome.skipped.append({"target": target.label, "reason": "breaker_open"})
             return None  # another sidecar is probing it
