@@ -47,7 +47,6 @@ class _TrafficCollector(Collector):
     def __init__(self, in_flight: dict[str, int], shared: Any) -> None:
         self._in_flight = in_flight
         self._shared = shared
-        self._seen: set[str] = set()
 
     def collect(self) -> Iterator[Any]:
         family = GaugeMetricFamily(
@@ -55,9 +54,8 @@ class _TrafficCollector(Collector):
             "Requests in flight per target (an attempt, or a stream being relayed).",
             labels=["target"],
         )
-        self._seen.update(self._in_flight)
-        for target in sorted(self._seen):
-            family.add_metric([target], float(self._in_flight.get(target, 0)))
+        for target, n in sorted(self._in_flight.items()):
+            family.add_metric([target], float(n))
         yield family
         errors = CounterMetricFamily(
             "anyllm_state_errors",

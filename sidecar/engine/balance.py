@@ -43,11 +43,9 @@ class InFlight:
         self.counts[label] = self.counts.get(label, 0) + 1
 
     def done(self, label: str) -> None:
-        n = self.counts.get(label, 0) - 1
-        if n > 0:
-            self.counts[label] = n
-        else:
-            self.counts.pop(label, None)
+        # kept at 0 rather than removed: the labels are the configured targets (bounded), and
+        # the per-target gauge shows every target that has been used
+        self.counts[label] = max(0, self.counts.get(label, 0) - 1)
 
     def get(self, label: str) -> int:
         return self.counts.get(label, 0)

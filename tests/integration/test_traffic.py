@@ -16,6 +16,7 @@ from typing import Any
 
 import anthropic
 import grpc
+import httpx
 import pytest
 
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
@@ -206,3 +207,42 @@ def test_a_target_announcing_no_requests_left_is_skipped_until_its_reset(
     models = [body["model"] for body in upstream.control.bodies()]
     assert models[0] == f"l{surface}-a" and models[-1] == f"l{surface}-a"
     assert set(models[1:-1]) <= {f"l{surface}-b"}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_metrics_show_hedges_skips_ttft_tokens_and_in_flight(
+    sidecar: Any, client: Any, stub: Any, upstream: Any
+) -> None:
+    upstream.control.script({"delay": 20})
+    ask("http", client, stub, "hedged-6", stream=True)  # hedged: the hedge wins
+    upstream.control.script({"headers": {"x-ratelimit-remaining-requests": "0"}})
+    ask("http", client, stub, "default")
+    ask("http", client, stub, "default")  # skips primary/gpt-primary for 1 s
+    text = httpx.get(f"{sidecar.http_url}/metrics", timeout=10).text
+    assert metric(text, "anyllm_hedges_total", chain="hedged-6", outcome="won") == 1
+    assert (
+        metric(text, "anyllm_upstream_attempts_total", target="primary/h6-a", result="hedge_lost")
+        == 1
+    )
+    assert (
+        metric(text, "anyllm_skipped_total", target="primary/gpt-primary", reason="rate_limited")
+        >= 1
+    )
+    assert metric(text, "anyllm_upstream_ttft_seconds_count", target="secondary/h6-b") == 1
+    assert metric(text, "anyllm_tokens_total", direction="output") > 0
+    assert "anyllm_upstream_in_flight{" in text
+    assert metric(text, "anyllm_upstream_in_flight") == 0  # nothing left in flight
+    assert (
+        metric(text, "anyllm_state_shared") == 0 and metric(text, "anyllm_state_errors_total") == 0
+    )
