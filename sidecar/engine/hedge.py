@@ -1,8 +1,8 @@
 """Hedged requests: when an attempt is slow to commit, the next target starts alongside it.
 
-With a chain's ``hedge_after: S``, ``race`` runs the first pick as a task; if it has not
-answered (a unary call: its whole answer; a stream: its commit point) after S seconds, and the
-budget allows, the next target that may be tried now starts in parallel. The first *answer*
+With a chain's ``hedge_after: S``, ``race`` runs the first pick with a timer beside it; if it
+has not answered (a unary call: its whole answer; a stream: its commit point) after S seconds,
+and the budget allows, the next target that may be tried now starts in parallel. The first *answer*
 wins; the other attempt is cancelled with ``HEDGE_LOST`` (its connection is closed, its breaker
 is released without a verdict and its attempt is recorded as ``hedge_lost``: a lost hedge is no
 failure of its target). A *failure* of either does not end the race: it is recorded and judged
@@ -78,44 +78,66 @@ class HedgeBudget:
 async def race(
     loop: Loop, run: Run, first: Target, attempt: AttemptFn[T], routes: Routes
 ) -> Won[T] | None:
-    """``first``, hedged by the next available target after ``hedge_after`` (see above)."""
-    hedge_after = run.policy.hedge_after or 0.0
-    a = asyncio.ensure_future(loop.target(run, first, attempt, routes))
-    tasks = {a}
-    winner: asyncio.Future[Won[T] | None] | None = None
-    try:
-        done, _ = await asyncio.wait(tasks, timeout=hedge_after)
-        if done:
-            return a.result()
+    """``first``, hedged by the next available target after ``hedge_after`` (see above).
+
+    The first attempt runs inline, in the request's own task, with one timer beside it: an
+    unhedged request (nearly all of them) pays for nothing more. When the timer fires the hedge
+    starts as a task; if it answers (or fails in a way that stops the chain) before the first
+    one, it interrupts the request's task with ``HEDGE_LOST``, which ends the first attempt as
+    a lost hedge (its connection closed, no breaker verdict) and hands over the hedge's result.
+    """
+    me = asyncio.current_task()
+    assert me is not None
+    hedge: asyncio.Task[Won[T] | None] | None = None
+    first_over = False
+
+    def interrupt(task: asyncio.Task[Won[T] | None]) -> None:
+        if first_over or task.cancelled():
+            return
+        if task.exception() is not None or task.result() is not None:
+            me.cancel(HEDGE_LOST)  # the hedge answered first (or stopped the chain)
+
+    def start() -> None:
+        nonlocal hedge
         if not loop.hedges.allow(run.chain.name, run.policy.hedge_budget):
-            return await a
+            return
         second = loop.pick(run, fallback=False)
         if second is None:
-            return await a
+            return
         run.hedged = True
         loop.hedges.hedged(run.chain.name)
-        b = asyncio.ensure_future(loop.target(run, second, attempt, routes))
-        tasks.add(b)
-        while tasks:
-            done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                won = task.result()  # a chain-stopping error propagates, cancelling the other
-                if won is not None and winner is None:
-                    winner = task
-                    run.outcome.hedge = "won" if task is b else "lost"
-            if winner is not None:
-                tasks |= done - {winner}  # both answered at once: the other is let go below
-                return winner.result()
-        run.outcome.hedge = "failed"  # both failed: the chain goes on
-        return None
+        hedge = asyncio.ensure_future(loop.target(run, second, attempt, routes))
+        hedge.add_done_callback(interrupt)
+
+    timer = asyncio.get_running_loop().call_later(run.policy.hedge_after or 0.0, start)
+    handed_over = False  # the hedge's answer is the one returned
+    try:
+        try:
+            won = await loop.target(run, first, attempt, routes)
+        except asyncio.CancelledError as exc:
+            if hedge is None or HEDGE_LOST not in exc.args or me.uncancel() > 0:
+                raise  # the request itself is cancelled: the hedge goes too (below)
+            run.outcome.hedge = "won" if hedge.exception() is None else "failed"
+            handed_over = True
+            return hedge.result()  # an answer, or the error that stopped the chain
+        finally:
+            first_over = True
+            timer.cancel()
+        if hedge is None:
+            return won
+        if won is not None:
+            run.outcome.hedge = "lost"
+            return won
+        result = await hedge  # the first failed: the hedge may still answer
+        handed_over = True
+        run.outcome.hedge = "won" if result is not None else "failed"
+        return result
     finally:
-        for task in tasks:
-            if not task.done():
-                # With a winner the other is a lost hedge; else the request itself is ending.
-                task.cancel(HEDGE_LOST) if winner is not None else task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            await _let_go(task)
+        if hedge is not None and not handed_over:
+            if not hedge.done():
+                hedge.cancel(HEDGE_LOST if run.outcome.hedge == "lost" else None)
+            await asyncio.gather(hedge, return_exceptions=True)
+            await _let_go(hedge)
 
 
 async def _let_go(task: asyncio.Future[Won[T] | None]) -> None:

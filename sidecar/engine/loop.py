@@ -34,7 +34,7 @@ from sidecar.errors import (
     SidecarError,
     UpstreamError,
 )
-from sidecar.translate.ratelimit_headers import read_rate_limits
+from sidecar.translate.ratelimit_headers import read_rate_limits, says_exhausted
 
 from .attempt import AttemptFn, Failed, Lease, Try, Won
 from .balance import Balancer, InFlight
@@ -315,7 +315,7 @@ class Loop:
     ) -> None:
         status = error.status if isinstance(error, UpstreamError) else None
         limited = status in LIMITED
-        if headers:
+        if headers and (limited or says_exhausted(headers)):
             self.limits.announce(
                 target.label, read_rate_limits(headers, time.time()), limited=limited
             )

@@ -118,6 +118,17 @@ def _retry_after(get: dict[str, str], now: float) -> float | None:
         return None
 
 
+def says_exhausted(headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether any ``remaining`` header is 0 (or less): the cheap test done on every answer
+    before the full read, which only then matters (a success's retry-after is not a block)."""
+    for name, value in headers:
+        if "remaining" in name:
+            text = value.strip()
+            if text == "0" or text.startswith("-"):
+                return True
+    return False
+
+
 def read_rate_limits(headers: Iterable[tuple[str, str]], now: float) -> Announced:
     """The limits announced in ``headers`` (lower-case names); ``now`` is ``time.time()``."""
     get = {name: value for name, value in headers}
