@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
-from sidecar.backends.base import RESPONSE_HEADERS
+from sidecar.backends.base import RESPONSE_HEADERS, Backend
 from sidecar.errors import (
     ChainExhaustedError,
     DeadlineExceededError,
@@ -44,7 +44,7 @@ from .hedge import HEDGE_LOST, HedgeBudget, race
 from .limits import RateLimits
 from .outcome import Attempt, Observer, Outcome
 from .policy import Chain, Group, Policy, Routes, Target
-from .slots import Slots
+from .slots import Slot, Slots
 
 T = TypeVar("T")
 LIMITED = (429, 503)  # statuses whose retry-after says the target is rate-limited
@@ -54,7 +54,12 @@ class Run:
     """One request's walk: what is left to try, the policy in force, the failures so far."""
 
     def __init__(
-        self, chain: Chain, outcome: Outcome, deadline: float, backends: Any, slots: Slots
+        self,
+        chain: Chain,
+        outcome: Outcome,
+        deadline: float,
+        backends: Mapping[str, Backend],
+        slots: Slots,
     ) -> None:
         self.chain = chain
         self.outcome = outcome
@@ -137,7 +142,7 @@ class Loop:
         self,
         chain: Chain,
         outcome: Outcome,
-        backends: Any,
+        backends: Mapping[str, Backend],
         slots: Slots,
         routes: Routes,
         deadline: float | None,
@@ -233,21 +238,11 @@ class Loop:
             await self._sleep(delay)
 
     async def _once(
-        self, run: Run, target: Target, backend: Any, attempt: AttemptFn[T]
+        self, run: Run, target: Target, backend: Backend, attempt: AttemptFn[T]
     ) -> Won[T] | Failed:
         loop = asyncio.get_running_loop()
         policy, outcome, label = run.policy, run.outcome, target.label
-        now = loop.time()
-        if now >= run.deadline:
-            raise run.fail(DeadlineExceededError("the request's time budget ran out"))
-        try:
-            slot = await run.slots.take(
-                target.backend, min(now + policy.pool_timeout, run.deadline), outcome.pool_waits
-            )
-        except LocalLimitError as exc:
-            outcome.rejected = exc.limit
-            self.observer.request_rejected(outcome.surface, outcome.kind, exc.limit)
-            raise run.fail(exc) from None
+        slot = await self._slot(run, target)
         started = loop.time()
         self.breakers.acquire(label)
         self.limits.started(target)
@@ -298,6 +293,24 @@ class Loop:
         if self._report_degradations:
             outcome.degradations.extend(notes)
         return Won(value, target, lease)
+
+    async def _slot(self, run: Run, target: Target) -> Slot:
+        """A slot of the target's backend, before any timer of the attempt: a wait here (and
+        a refusal, 529) is the sidecar's own, not the upstream's."""
+        outcome = run.outcome
+        now = asyncio.get_running_loop().time()
+        if now >= run.deadline:
+            raise run.fail(DeadlineExceededError("the request's time budget ran out"))
+        try:
+            return await run.slots.take(
+                target.backend,
+                min(now + run.policy.pool_timeout, run.deadline),
+                outcome.pool_waits,
+            )
+        except LocalLimitError as exc:
+            outcome.rejected = exc.limit
+            self.observer.request_rejected(outcome.surface, outcome.kind, exc.limit)
+            raise run.fail(exc) from None
 
     def _settle(self, label: str, settle: str, policy: Policy) -> None:
         """The breaker's one verdict on an attempt, in one place."""

@@ -112,7 +112,12 @@ def ask(
     metadata = [("x-anyllm-chain", chain)]
     if not stream:
         message, call = stub.CreateMessage.with_call(request, metadata=metadata, timeout=30)
-        seen = {**dict(call.initial_metadata()), **dict(call.trailing_metadata())}
+        seen = dict(call.trailing_metadata())
+        # the hedge is told in the initial metadata, as on streams: read it from there only
+        seen.pop("x-anyllm-hedged", None)
+        hedged = dict(call.initial_metadata()).get("x-anyllm-hedged")
+        if hedged is not None:
+            seen["x-anyllm-hedged"] = hedged
         return message.content[0].text.text, {k: str(v) for k, v in seen.items()}
     responses = stub.StreamMessage(request, metadata=metadata, timeout=30)
     text = "".join(
