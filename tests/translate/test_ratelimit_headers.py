@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sidecar.translate.ratelimit_headers import Announced, parse_duration, read_rate_limits
+from sidecar.translate.ratelimit_headers import (
+    Announced,
+    parse_duration,
+    read_rate_limits,
+    says_exhausted,
+)
 
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
@@ -92,3 +97,25 @@ def test_providers(headers: dict[str, str], expected: Announced) -> None:
     got = read_rate_limits(headers.items(), NOW)
     assert got == expected
     assert got.empty is (expected == Announced())
+
+
+@pytest.mark.parametrize(
+    ("headers", "exhausted"),
+    [
+        pytest.param({"x-ratelimit-remaining-requests": "0"}, True, id="openai-requests"),
+        pytest.param({"x-ratelimit-remaining-tokens": " 0 "}, True, id="openai-tokens"),
+        pytest.param({"anthropic-ratelimit-output-tokens-remaining": "0"}, True, id="anthropic"),
+        pytest.param({"x-ratelimit-remaining-requests": "-3"}, True, id="negative"),
+        pytest.param({"x-ratelimit-remaining-requests": "10"}, False, id="some-left"),
+        pytest.param({"x-ratelimit-remaining-requests": "00x"}, False, id="not-a-number"),
+        pytest.param({"retry-after": "5"}, False, id="retry-after-alone"),
+        pytest.param({}, False, id="none"),
+    ],
+)
+def test_the_cheap_test_before_a_full_read(headers: dict[str, str], exhausted: bool) -> None:
+    assert says_exhausted(headers.items()) is exhausted
+    if exhausted:  # and the full read agrees
+        got = read_rate_limits(headers.items(), NOW)
+        assert 0 in (got.remaining_requests, got.remaining_tokens) or any(
+            v is not None and v < 0 for v in (got.remaining_requests, got.remaining_tokens)
+        )
