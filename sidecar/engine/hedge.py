@@ -128,9 +128,11 @@ async def race(
         if won is not None:
             run.outcome.hedge = "lost"
             return won
-        result = await hedge  # the first failed: the hedge may still answer
+        run.outcome.hedge = "failed"  # unless the hedge still answers:
+        result = await hedge
         handed_over = True
-        run.outcome.hedge = "won" if result is not None else "failed"
+        if result is not None:
+            run.outcome.hedge = "won"
         return result
     finally:
         if hedge is not None and not handed_over:
