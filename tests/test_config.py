@@ -270,3 +270,12 @@ def test_groups_limits_hedging_and_state_load() -> None:
     assert (config.state.key_prefix, config.state.timeout) == ("anyllm:", 0.05)
     assert "hunter2" not in repr(config.state)
     assert config.routes.chains["latency"].targets[0].strategy == "latency"  # type: ignore[union-attr]
+
+
+def test_the_traffic_example_loads() -> None:
+    env = {k: "x" for k in ("VLLM_KEY", "EU_KEY", "US_KEY", "ANTHROPIC_API_KEY")}
+    config = load_config(str(Path(__file__).parent.parent / "config" / "traffic.yaml"), env)
+    chain = config.routes.chains["default"]
+    assert [type(step).__name__ for step in chain.targets] == ["Group", "Group", "Target"]
+    assert len(chain.members()) == 6 and chain.policy.hedge_after == 1.5
+    assert config.state is not None and config.server.ready_requires_upstream
