@@ -126,6 +126,9 @@ def _shared_state(config: Config, engine: Engine) -> SharedState | None:
         owner=f"{socket.gethostname()}:{os.getpid()}",
     )
     engine.loop.claim_probe = shared.claim_probe
+    shared.on_mode = lambda mode, error: log(
+        "shared_state", level=20 if mode == "shared" else 30, mode=mode, error=error
+    )
     return shared
 
 

@@ -87,6 +87,8 @@ class SharedState:
         self.healthy = False  # until the first round succeeds
         self.errors = 0
         self.last_error: str | None = None
+        # Told ("shared" | "per_pod", the error's type) when the mode changes (a log line).
+        self.on_mode: Callable[[str, str | None], None] | None = None
         self._breaker_writes: dict[str, tuple[float, float] | None] = {}  # label -> (until, cd)
         self._limit_writes: dict[str, float] = {}  # label -> blocked until (wall)
         self._counts: dict[tuple[str, str, int], int] = {}  # (kind, label, bucket) -> amount
@@ -158,7 +160,10 @@ class SharedState:
             self._failed(exc)
             self._restore(breaker_writes, limit_writes, counts)
             return False
-        self.healthy = True
+        if not self.healthy:
+            self.healthy = True
+            if self.on_mode is not None:
+                self.on_mode("shared", None)
         self._apply(targets, layout, values)
         return True
 
@@ -182,6 +187,8 @@ class SharedState:
         if self.healthy:
             self.healthy = False
             self._limits.remote.clear()  # per pod from now on
+            if self.on_mode is not None:
+                self.on_mode("per_pod", self.last_error)
 
     async def _write(
         self,

@@ -14,6 +14,8 @@ two sidecars sent it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -132,6 +134,17 @@ def wait_until(condition: Callable[[], object], within: float) -> float:
     return time.monotonic() - start
 
 
+def events(sidecar: Any, name: str) -> list[dict[str, Any]]:
+    """The sidecar's JSON log lines of one event."""
+    found = []
+    for line in sidecar.log_lines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == name:
+                found.append(record)
+    return found
+
+
 def breaker_state(sidecar: Any) -> str:
     state: str = details(sidecar)["targets"][PRIMARY]["breaker"]["state"]
     return state
@@ -179,6 +192,7 @@ def test_redis_stopped_mid_test_each_sidecar_goes_on_with_its_own_state(pair: An
         ]
         assert errors and float(errors[0].split()[-1]) > 0
         assert httpx.get(f"{sidecar.http_url}/readyz", timeout=10).status_code == 200
+        assert [e["mode"] for e in events(sidecar, "shared_state")][-1] == "per_pod"
     # per pod: a storm seen by one no longer reaches the other
     primary.control.script({"status": 500, "times": 1000})
     for _ in range(3):
