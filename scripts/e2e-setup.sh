@@ -17,7 +17,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 E2E_HOME="${E2E_HOME:-$ROOT/.e2e}"
 PYTHON="${PYTHON:-python3}"
 CLAUDE_CODE_VERSION="${CLAUDE_CODE_VERSION-2.1.332}"
-ANTHROPIC_SDK_VERSION="${ANTHROPIC_SDK_VERSION-1.14.0}"
+ANTHROPIC_SDK_VERSION="${ANTHROPIC_SDK_VERSION-1.15.0}"
 LLAMA_CPP_PYTHON_VERSION="${LLAMA_CPP_PYTHON_VERSION-0.3.36}"
 # litellm 1.109+ moved the proxy's dependencies into a package (litellm-proxy) that has no release
 # for Python 3.11 matching it; pip's resolver backtracks to 1.108.7, which we pin.

@@ -23,7 +23,7 @@ PROTO="$ROOT/proto"
 PROTOS=(anyllm/sidecar/v1/messages.proto anyllm/sidecar/v1/messages_service.proto)
 HELPER="$ROOT/scripts/interop/upstream.py"
 LANGS=(${*:-python go java node buf})
-CHECKS=(${INTEROP_CHECKS:-unary tools fallback stream deadline invalid exhausted chain cancel count})
+CHECKS=(${INTEROP_CHECKS:-unary tools fallback stream deadline invalid exhausted chain cancel count servertools})
 STARTED=$SECONDS
 mkdir -p "$WORK"
 RESULTS="$WORK/results.txt"; : > "$RESULTS"
@@ -215,9 +215,11 @@ policy: {ttft_timeout: 30, idle_timeout: 30, timeout: 60}
 backends:
   primary: {kind: openai, base_url: "$UP/v1", api_key: "sk-test"}
   secondary: {kind: openai, base_url: "$UP/v1", api_key: "sk-test2"}
+  native: {kind: anthropic, base_url: "$UP", api_key: "sk-ant-test"}
 chains:
   default: [{backend: primary, model: gpt-primary}, {backend: secondary}]
   only-primary: [{backend: primary}]
+  native: [{backend: native, model: claude-upstream}]
 EOF
 "$PY" -m sidecar --config "$WORK/sidecar.yaml" > "$WORK/sidecar.out" 2> "$WORK/sidecar.err" &
 PIDS+=($!)

@@ -33,7 +33,6 @@ from sidecar.http_api.ops import OPEN_PATHS, OpsRoutes
 from sidecar.logs import log
 from sidecar.observe import Telemetry
 from sidecar.readiness import Readiness, watch_health
-from sidecar.shared_redis import RedisStore
 
 
 class _HttpServer(uvicorn.Server):
@@ -116,6 +115,8 @@ def _shared_state(config: Config, engine: Engine) -> SharedState | None:
     """Breaker and rate-limit state shared through Redis (``state:``), or None: per pod."""
     if config.state is None:
         return None
+    from sidecar.shared_redis import RedisStore  # redis-py is imported only when configured
+
     shared = SharedState(
         RedisStore(config.state.redis, config.state.timeout),
         prefix=config.state.key_prefix,

@@ -4,8 +4,8 @@
 ``env:VAR`` and ``os.environ/VAR`` values, and converts the result into frozen msgspec structs,
 so every wrong key or type fails at start with the file, the path inside it and what was
 expected (``ConfigError``). Without a file it builds a configuration from ``OPENAI_API_KEY`` /
-``OPENAI_BASE_URL`` / ``ANTHROPIC_API_KEY`` (+ ``BIG_MODEL`` / ``SMALL_MODEL``), and with nothing
-at all it serves from the built-in ``demo`` backend.
+``OPENAI_BASE_URL`` / ``AZURE_OPENAI_ENDPOINT`` / ``ANTHROPIC_API_KEY`` (+ ``BIG_MODEL`` /
+``SMALL_MODEL``), and with nothing at all it serves from the built-in ``demo`` backend.
 
 A chain is written either as a plain list of targets or as ``{targets: [...], policy: {...}}``;
 chain policies are merged over the top-level ``policy`` here, so the engine sees one resolved
@@ -161,7 +161,7 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"{source}: backends: at least one backend is required")
     # Converted one by one so that an error names the entry (msgspec says `[...]` for dict keys).
     backends = {
-        name: _backend(doc, f"{source}: backends.{name}") for name, doc in raw.backends.items()
+        name: _backend(doc, f"{source}: backends.{name}", env) for name, doc in raw.backends.items()
     }
 
     chains: dict[str, Chain] = {}
@@ -241,7 +241,7 @@ def _step(doc: Any, where: str, backends: Mapping[str, Any]) -> Step:
     return step
 
 
-def _backend(doc: dict[str, Any], where: str) -> BackendSettings:
+def _backend(doc: dict[str, Any], where: str, environ: Mapping[str, str]) -> BackendSettings:
     """One backend's settings, checked: the kind exists, then its own keys and files."""
     kind = doc.get("kind")
     if kind not in KINDS:
@@ -249,6 +249,11 @@ def _backend(doc: dict[str, Any], where: str) -> BackendSettings:
     backend: BackendSettings = _convert(doc, BackendSettings, where)
     if backend.requires_base_url and not getattr(backend, "base_url", ""):
         raise ConfigError(f"{where}.base_url: required for kind {kind}")
+    # A kind whose credentials come from the pod's environment says what is missing, here.
+    check = getattr(backend, "check_environment", None)
+    problem = check(environ) if check is not None else None
+    if problem:
+        raise ConfigError(f"{where}.{problem}")
     if isinstance(backend, HttpSettings):
         for key in ("ca_file", "client_cert", "client_key"):
             file = getattr(backend, key)
@@ -283,27 +288,59 @@ def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             "base_url": environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             "api_key": "env:OPENAI_API_KEY" if environ.get("OPENAI_API_KEY") else "",
         }
+    if environ.get("AZURE_OPENAI_ENDPOINT"):
+        backends["azure"] = _azure_from_environment(environ)
     if environ.get("ANTHROPIC_API_KEY"):
         backends["anthropic"] = {
             "kind": "anthropic",
             "base_url": environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
             "api_key": "env:ANTHROPIC_API_KEY",
         }
+    # Claude on Bedrock: a region and a model id (AWS_REGION alone is set in every EKS pod with
+    # IRSA, so it does not mean "use Bedrock"); credentials from botocore's chain, and the
+    # endpoint override botocore itself reads.
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    bedrock_model = environ.get("BEDROCK_MODEL")
+    if region and bedrock_model:
+        backends["bedrock"] = {"kind": "bedrock", "region": region}
+        if environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+            backends["bedrock"]["base_url"] = environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
     if not backends:
         return {"backends": {"demo": {"kind": "demo"}}}
     doc: dict[str, Any] = {"backends": backends}
     big, small = environ.get("BIG_MODEL"), environ.get("SMALL_MODEL")
-    if "openai" in backends and (big or small):
-        # anyllm_proxy's simple mode: haiku-class requests to SMALL_MODEL, the rest to BIG_MODEL.
+    first = next((name for name in ("openai", "azure") if name in backends), None)
+    if first is not None and (big or small):
+        # anyllm_proxy's simple mode: haiku-class requests to SMALL_MODEL, the rest to BIG_MODEL
+        # (on Azure these are deployment names).
         rest = [{"backend": "anthropic"}] if "anthropic" in backends else []
         doc["chains"] = {
-            "default": [{"backend": "openai", "model": big}, *rest]
+            "default": [{"backend": first, "model": big}, *rest]
             if big
-            else [{"backend": "openai"}, *rest],
-            "small": [{"backend": "openai", "model": small or big}, *rest],
+            else [{"backend": first}, *rest],
+            "small": [{"backend": first, "model": small or big}, *rest],
         }
         doc["routes"] = [{"match": "*haiku*", "chain": "small"}]
+    if bedrock_model and "bedrock" in backends:  # the last fallback of every chain
+        others = [{"backend": name} for name in backends if name != "bedrock"]
+        for targets in doc.setdefault("chains", {"default": others}).values():
+            targets.append({"backend": "bedrock", "model": bedrock_model})
     return doc
+
+
+def _azure_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Azure OpenAI from the variables the openai SDK's ``AzureOpenAI`` reads; on AKS without a
+    key or token, the workload identity the webhook injected."""
+    backend: dict[str, Any] = {"kind": "azure", "base_url": environ["AZURE_OPENAI_ENDPOINT"]}
+    if environ.get("OPENAI_API_VERSION"):
+        backend["api_version"] = environ["OPENAI_API_VERSION"]
+    if environ.get("AZURE_OPENAI_API_KEY"):
+        backend["api_key"] = "env:AZURE_OPENAI_API_KEY"
+    elif environ.get("AZURE_OPENAI_AD_TOKEN"):
+        backend["azure_ad_token"] = "env:AZURE_OPENAI_AD_TOKEN"
+    elif environ.get("AZURE_FEDERATED_TOKEN_FILE"):
+        backend["auth"] = "workload_identity"
+    return backend
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:

@@ -40,6 +40,7 @@ class FailureKind(enum.Enum):
     STREAM_ERROR = "stream_error"  # an in-band error frame in a stream
     INCOMPLETE = "incomplete"  # a stream that ended without a proper finish
     INVALID_RESPONSE = "invalid_response"  # a body we could not parse
+    AUTH = "auth"  # the upstream refused the sidecar's own credentials (expired, bad signature)
     CANCELLED = "cancelled"
 
 

@@ -21,9 +21,10 @@ Fixtures
     ``[sys.executable, "-m", "sidecar"]``) + ``["--config", path]`` + ``args`` from the repository
     root, and waits for the ready line on stdout: a JSON object with ``"event": "ready"``,
     ``"http": "127.0.0.1:PORT"`` and ``"grpc": "127.0.0.1:PORT"``. The environment is
-    ``os.environ`` without the variables that select a zero-config mode (``OPENAI_*``,
-    ``ANTHROPIC_*``, ``ANYLLM_*``, ``BIG_MODEL``, ``SMALL_MODEL``), plus ``env`` (a ``None`` value
-    removes a variable). A process that exits or stays silent for ``startup_timeout`` seconds fails
+    ``os.environ`` without the variables that select a zero-config mode (``OPENAI_*``, ``AZURE_*``,
+    ``ANTHROPIC_*``, ``ANYLLM_*``, ``BIG_MODEL``, ``SMALL_MODEL``, ``BEDROCK_MODEL``), plus ``env``
+    (a ``None`` value removes a variable). A process that exits or stays silent for
+    ``startup_timeout`` seconds fails
     with ``ProcessStartError`` (an ``AssertionError`` with ``.returncode`` and ``.output``;
     import it from ``tests.upstream.processes``).
     The ``SidecarProcess`` has ``.http_url`` ("http://127.0.0.1:PORT"), ``.grpc_target``

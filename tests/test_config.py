@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,6 +185,36 @@ ENV = [
         False,
         id="both",
     ),
+    pytest.param(
+        {"AZURE_OPENAI_ENDPOINT": "https://n.openai.azure.com", "AZURE_OPENAI_API_KEY": "k"},
+        {"azure"},
+        False,
+        id="azure",
+    ),
+    pytest.param(
+        {
+            "AZURE_OPENAI_ENDPOINT": "https://n.openai.azure.com",
+            "AZURE_OPENAI_AD_TOKEN": "t",
+            "OPENAI_API_KEY": "sk",
+            "ANTHROPIC_API_KEY": "k",
+        },
+        {"openai", "azure", "anthropic"},
+        False,
+        id="all-three",
+    ),
+    pytest.param(
+        {"AWS_REGION": "us-east-1", "BEDROCK_MODEL": "us.anthropic.claude-sonnet-4-v1:0"},
+        {"bedrock"},
+        False,
+        id="bedrock",
+    ),
+    pytest.param({"AWS_REGION": "us-east-1"}, {"demo"}, True, id="aws-region-alone-is-not-bedrock"),
+    pytest.param(
+        {"ANTHROPIC_API_KEY": "k", "AWS_DEFAULT_REGION": "eu-west-1", "BEDROCK_MODEL": "m"},
+        {"anthropic", "bedrock"},
+        False,
+        id="anthropic-then-bedrock",
+    ),
 ]
 
 
@@ -193,8 +224,24 @@ def test_zero_config_from_environment(env: dict[str, str], backends: set[str], d
     assert set(config.backends) == backends
     assert config.demo is demo
     assert [t.backend for t in config.routes.chains["default"].targets] == sorted(
-        backends, key=["openai", "anthropic", "demo"].index
+        backends, key=["openai", "azure", "anthropic", "bedrock", "demo"].index
     )
+
+
+def test_bedrock_from_the_environment() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk",
+        "BIG_MODEL": "gpt-4o",
+        "AWS_REGION": "us-west-2",
+        "BEDROCK_MODEL": "global.anthropic.claude-x-v1:0",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "https://vpce.example",
+    }
+    config = load_config(None, env)
+    bedrock = config.backends["bedrock"]
+    assert (bedrock.region, bedrock.endpoint) == ("us-west-2", "https://vpce.example")  # type: ignore[union-attr]
+    for name in ("default", "small"):
+        last = config.routes.chains[name].targets[-1]
+        assert (last.backend, last.model) == ("bedrock", "global.anthropic.claude-x-v1:0")
 
 
 def test_big_and_small_model() -> None:
@@ -202,6 +249,42 @@ def test_big_and_small_model() -> None:
     config = load_config(None, env)
     assert config.routes.chain_for("claude-3-haiku").targets[0].model == "gpt-4o-mini"
     assert config.routes.chain_for("claude-sonnet-4").targets[0].model == "gpt-4o"
+
+
+AZURE_ENV = [
+    pytest.param(
+        {"AZURE_OPENAI_API_KEY": "k", "OPENAI_API_VERSION": "2024-10-21"},
+        {"api_key": "k", "api_version": "2024-10-21", "auth": None},
+        id="key-deployments",
+    ),
+    pytest.param(
+        {"AZURE_OPENAI_AD_TOKEN": "t"}, {"azure_ad_token": "t", "api_version": ""}, id="token-v1"
+    ),
+    pytest.param(
+        {
+            "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token",
+            "AZURE_CLIENT_ID": "c",
+            "AZURE_TENANT_ID": "t",
+        },
+        {"auth": "workload_identity", "api_key": ""},
+        id="aks-workload-identity",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "expected"), AZURE_ENV)
+def test_zero_config_azure(env: dict[str, str], expected: dict[str, Any]) -> None:
+    env = {"AZURE_OPENAI_ENDPOINT": "https://n.openai.azure.com", "BIG_MODEL": "gpt-4o", **env}
+    config = load_config(None, env)
+    azure = config.backends["azure"]
+    for key, value in expected.items():
+        assert getattr(azure, key) == value
+    assert config.routes.chain_for("claude-sonnet-4").targets[0].model == "gpt-4o"
+
+
+def test_zero_config_azure_without_credentials_names_them() -> None:
+    with pytest.raises(ConfigError, match=r"environment: backends\.azure: exactly one of"):
+        load_config(None, {"AZURE_OPENAI_ENDPOINT": "https://n.openai.azure.com"})
 
 
 def test_the_example_configuration_loads() -> None:

@@ -15,15 +15,34 @@ ROOT = Path(__file__).resolve().parent.parent
 SURFACES = ("sidecar.http_api", "sidecar.grpc_api")
 CONCRETE_BACKENDS = (
     "sidecar.backends.openai",
+    "sidecar.backends.azure",
     "sidecar.backends.anthropic",
     "sidecar.backends.http",
+    "sidecar.backends.bedrock",
 )
+
+TRANSLATE = ", ".join(
+    f"sidecar.translate.{path.stem}"
+    for path in sorted((ROOT / "sidecar" / "translate").glob("*.py"))
+    if path.stem != "__init__"
+)
+NO_IO = ("httpx", "aiohttp", "grpc", "uvicorn", "asyncio", "socket", "ssl")
 
 LAYERS = [
     pytest.param(
-        "sidecar.translate.openai_stream",
-        ("httpx", "grpc", "uvicorn", "asyncio", "sidecar.engine", "sidecar.backends", *SURFACES),
+        TRANSLATE,  # every module of the package
+        (*NO_IO, "sidecar.engine", "sidecar.backends", *SURFACES),
         id="translate-is-pure",
+    ),
+    pytest.param(
+        "sidecar.translate.bedrock_errors",
+        ("botocore", "aiohttp", "asyncio", "sidecar.engine", "sidecar.backends", *SURFACES),
+        id="bedrock-errors-are-pure",
+    ),
+    pytest.param(
+        "sidecar.backends.bedrock",
+        ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
+        id="bedrock-below-the-engine",
     ),
     pytest.param(
         "sidecar.engine.engine",
@@ -44,6 +63,11 @@ LAYERS = [
         "sidecar.backends.openai",
         ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
         id="backends-below-the-engine",
+    ),
+    pytest.param(
+        "sidecar.backends.azure",
+        ("grpc", "uvicorn", "sidecar.engine", "sidecar.config", *SURFACES),
+        id="azure-below-the-engine",
     ),
     *(
         pytest.param(

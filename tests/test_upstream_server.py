@@ -317,6 +317,33 @@ def test_reset_is_a_connection_error(client: httpx.Client, upstream: UpstreamPro
     assert client.post(CHAT, json=chat_body()).status_code == 200  # next request: default
 
 
+def test_drop_closes_without_an_answer(client: httpx.Client, upstream: UpstreamProcess) -> None:
+    upstream.control.script({"drop": True})
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        client.post(CHAT, json=chat_body())
+    (entry,) = upstream.control.log()
+    assert (entry["outcome"], entry["status"], entry["disconnected"]) == ("dropped", None, False)
+    assert client.post(CHAT, json=chat_body()).status_code == 200
+
+
+def test_close_ends_the_connection_after_the_answer_without_saying_so(
+    upstream: UpstreamProcess,
+) -> None:
+    upstream.control.script({"status": 400, "close": True})
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=10) as sock:
+        body = json.dumps(chat_body()).encode()
+        sock.sendall(
+            b"POST " + CHAT.encode() + b" HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+            b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        received = b""
+        while chunk := sock.recv(65536):  # the server closes: recv returns b"" at its FIN
+            received += chunk
+    head = received.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 400")
+    assert b"connection: close" not in head  # a keep-alive answer, as far as the client knows
+
+
 @pytest.mark.parametrize(
     "behaviour",
     [

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -235,10 +236,40 @@ func checkCount(c sidecarv1.MessagesServiceClient) {
 		fmt.Sprintf("input_tokens=%d estimated=%v %v %v", res.GetInputTokens(), res.GetEstimated(), tr, err))
 }
 
+// Upstream (Anthropic protocol): server_tool_use, web_search_tool_result, a "future_block", text;
+// stop reason model_context_window_exceeded. Sent: the escape hatch (an extra field, a raw block).
+func checkServerTools(c sidecarv1.MessagesServiceClient) {
+	ctx, cancel := within(10 * time.Second)
+	defer cancel()
+	msg, tr, err := Create(WithChain(ctx, "native", ""), c, WithEscapeHatch(WeatherRequest(prompt)))
+	if err != nil {
+		check("server tool blocks typed", false, err)
+		return
+	}
+	blocks := msg.GetContent()
+	var described []string
+	for _, b := range blocks {
+		described = append(described, DescribeBlock(b))
+	}
+	ok := len(blocks) == 4 && blocks[0].GetServerToolUse().GetName() == "web_search" &&
+		blocks[1].GetWebSearchToolResult().GetToolUseId() == "srvtoolu_1" &&
+		blocks[2].GetRaw() != nil && blocks[3].GetText().GetText() == "Sunny." &&
+		msg.GetUsage().GetServerToolUse().GetWebSearchRequests() == 1
+	check("server tool blocks typed", ok, described)
+	var raw map[string]interface{}
+	if len(blocks) > 2 && blocks[2].GetRaw() != nil {
+		_ = json.Unmarshal([]byte(blocks[2].GetRaw().GetJson()), &raw)
+	}
+	check("unknown block as raw JSON", raw["type"] == "future_block" && raw["answer"] == float64(42), raw)
+	check("new stop reason", msg.GetStopReason() == sidecarv1.StopReason_STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED &&
+		msg.GetRawStopReason() == "model_context_window_exceeded" && First(tr, "x-anyllm-backend") == "native",
+		fmt.Sprintf("%s %q %s", msg.GetStopReason(), msg.GetRawStopReason(), First(tr, "x-anyllm-backend")))
+}
+
 var checks = map[string]func(sidecarv1.MessagesServiceClient){
 	"unary": checkUnary, "tools": checkTools, "fallback": checkFallback, "stream": checkStream,
 	"deadline": checkDeadline, "invalid": checkInvalid, "exhausted": checkExhausted,
-	"chain": checkChain, "cancel": checkCancel, "count": checkCount,
+	"chain": checkChain, "cancel": checkCancel, "count": checkCount, "servertools": checkServerTools,
 }
 
 func runChecks(args []string) int {

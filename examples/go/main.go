@@ -76,6 +76,33 @@ func WeatherRequest(prompt string) *sidecarv1.CreateMessageRequest {
 	}
 }
 
+// WithEscapeHatch adds what the proto does not model yet: an extra top-level request field
+// (ExtraJson, merged into the request's JSON) and a block of a type the proto does not know (a
+// Raw block: its JSON). An Anthropic upstream gets both as they are; a translating one names them
+// in x-anyllm-degradation.
+func WithEscapeHatch(req *sidecarv1.CreateMessageRequest) *sidecarv1.CreateMessageRequest {
+	req.ExtraJson = `{"speed": "fast"}`
+	raw := &sidecarv1.RawJson{Type: "tool_reference", Json: `{"type": "tool_reference", "tool_name": "get_weather"}`}
+	turn := req.Messages[0]
+	turn.Content = append(turn.Content, &sidecarv1.ContentBlock{Block: &sidecarv1.ContentBlock_Raw{Raw: raw}})
+	return req
+}
+
+// DescribeBlock reads one answer block: typed cases by their fields, any other by its raw JSON.
+func DescribeBlock(b *sidecarv1.ContentBlock) string {
+	switch {
+	case b.GetText() != nil:
+		return "text: " + b.GetText().GetText()
+	case b.GetServerToolUse() != nil:
+		return fmt.Sprintf("server tool %s(%v)", b.GetServerToolUse().GetName(), b.GetServerToolUse().GetInput().AsMap())
+	case b.GetWebSearchToolResult() != nil:
+		return fmt.Sprintf("%d web search result(s)", len(b.GetWebSearchToolResult().GetContent().GetListValue().GetValues()))
+	case b.GetRaw() != nil:
+		return fmt.Sprintf("%s (not in this proto): %s", b.GetRaw().GetType(), b.GetRaw().GetJson())
+	}
+	return fmt.Sprintf("%T", b.GetBlock())
+}
+
 // WithChain adds the call metadata the sidecar reads: x-anyllm-chain picks a configured fallback
 // chain (empty: routed by model), x-request-id tags its logs (empty: the sidecar makes one).
 func WithChain(ctx context.Context, chain, requestID string) context.Context {

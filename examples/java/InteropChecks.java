@@ -7,7 +7,10 @@ import static dev.anyllm.examples.SidecarExample.ERROR_DOMAIN;
 import static dev.anyllm.examples.SidecarExample.EXHAUSTED;
 import static dev.anyllm.examples.SidecarExample.REQUEST_ID;
 
+import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Struct;
+import com.google.protobuf.Value;
+import com.google.protobuf.util.JsonFormat;
 import dev.anyllm.examples.SidecarExample.SidecarError;
 import dev.anyllm.sidecar.v1.ContentBlock;
 import dev.anyllm.sidecar.v1.CountTokensRequest;
@@ -216,6 +219,41 @@ public final class InteropChecks {
         "input_tokens=" + res.getInputTokens() + " estimated=" + res.getEstimated() + " " + t);
   }
 
+  /**
+   * Upstream (Anthropic protocol): server_tool_use, web_search_tool_result, a "future_block",
+   * text; stop reason model_context_window_exceeded. Sent: the escape hatch (extra field, raw block).
+   */
+  void servertools() {
+    Message m = stub("native", null).withDeadlineAfter(10, TimeUnit.SECONDS)
+        .createMessage(SidecarExample.withEscapeHatch(request()));
+    Metadata t = trailers.get();
+    List<String> described = new ArrayList<>();
+    for (ContentBlock b : m.getContentList()) described.add(SidecarExample.describeBlock(b));
+    boolean ok = m.getContentCount() == 4
+        && m.getContent(0).getServerToolUse().getName().equals("web_search")
+        && m.getContent(1).getWebSearchToolResult().getToolUseId().equals("srvtoolu_1")
+        && m.getContent(2).getBlockCase() == ContentBlock.BlockCase.RAW
+        && m.getContent(3).getText().getText().equals("Sunny.")
+        && m.getUsage().getServerToolUse().getWebSearchRequests() == 1;
+    check("server tool blocks typed", ok, described);
+    Struct.Builder raw = Struct.newBuilder();
+    if (m.getContentCount() > 2 && m.getContent(2).hasRaw()) {
+      try {
+        JsonFormat.parser().merge(m.getContent(2).getRaw().getJson(), raw);
+      } catch (InvalidProtocolBufferException e) {
+        check("unknown block as raw JSON", false, e);
+        return;
+      }
+    }
+    check("unknown block as raw JSON",
+        raw.getFieldsOrDefault("type", Value.getDefaultInstance()).getStringValue().equals("future_block")
+            && raw.getFieldsOrDefault("answer", Value.getDefaultInstance()).getNumberValue() == 42,
+        raw.build().toString().replace("\n", " "));
+    check("new stop reason", m.getStopReason() == StopReason.STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED
+        && m.getRawStopReason().equals("model_context_window_exceeded") && "native".equals(t.get(BACKEND)),
+        m.getStopReason() + " " + m.getRawStopReason() + " " + t.get(BACKEND));
+  }
+
   public static void main(String[] args) throws Exception {
     String addr = "127.0.0.1:50051";
     List<String> names = new ArrayList<>();
@@ -241,6 +279,7 @@ public final class InteropChecks {
             case "chain": checks.chain(); break;
             case "cancel": checks.cancel(); break;
             case "count": checks.count(); break;
+            case "servertools": checks.servertools(); break;
             default:
               System.err.println("unknown check " + name);
               System.exit(2);

@@ -11,6 +11,7 @@ import dev.anyllm.sidecar.v1.CreateMessageRequest;
 import dev.anyllm.sidecar.v1.InputMessage;
 import dev.anyllm.sidecar.v1.Message;
 import dev.anyllm.sidecar.v1.MessagesServiceGrpc;
+import dev.anyllm.sidecar.v1.RawJson;
 import dev.anyllm.sidecar.v1.Role;
 import dev.anyllm.sidecar.v1.StreamEvent;
 import dev.anyllm.sidecar.v1.TextBlock;
@@ -108,6 +109,37 @@ public final class SidecarExample {
             .setInputSchema(schema))
         .setToolChoice(ToolChoice.newBuilder().setType(ToolChoiceType.TOOL_CHOICE_TYPE_AUTO))
         .build();
+  }
+
+  /**
+   * The escape hatch, for what the proto does not model yet: an extra top-level request field
+   * ({@code extra_json}, merged into the request's JSON) and a block of a type the proto does not
+   * know (a {@code raw} block: its JSON). An Anthropic upstream gets both as they are; a
+   * translating one names them in x-anyllm-degradation.
+   */
+  public static CreateMessageRequest withEscapeHatch(CreateMessageRequest request) {
+    CreateMessageRequest.Builder b = request.toBuilder().setExtraJson("{\"speed\": \"fast\"}");
+    b.getMessagesBuilder(0).addContent(ContentBlock.newBuilder().setRaw(RawJson.newBuilder()
+        .setType("tool_reference")
+        .setJson("{\"type\": \"tool_reference\", \"tool_name\": \"get_weather\"}")));
+    return b.build();
+  }
+
+  /** One answer block: typed cases by their fields, any other by its raw JSON. */
+  public static String describeBlock(ContentBlock b) {
+    switch (b.getBlockCase()) {
+      case TEXT:
+        return "text: " + b.getText().getText();
+      case SERVER_TOOL_USE:
+        return "server tool " + b.getServerToolUse().getName();
+      case WEB_SEARCH_TOOL_RESULT:
+        return b.getWebSearchToolResult().getContent().getListValue().getValuesCount()
+            + " web search result(s)";
+      case RAW:
+        return b.getRaw().getType() + " (not in this proto): " + b.getRaw().getJson();
+      default:
+        return b.getBlockCase().toString();
+    }
   }
 
   /**

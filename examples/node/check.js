@@ -8,6 +8,7 @@
 const path = require('path');
 const {
   ERROR_DOMAIN, grpc, connect, fromStruct, weatherRequest, callMetadata, first, create, stream, sidecarError,
+  withEscapeHatch, describeBlock,
 } = require('./client');
 
 const LANG = 'node';
@@ -35,6 +36,23 @@ async function errorOf(promise) {
 const describe = (e) => e && { code: e.codeName, message: e.message, reason: e.reason, info: e.info, retryDelayMs: e.retryDelayMs, trailers: mdObj(e.trailers) };
 
 const checks = {
+  // Upstream (Anthropic protocol): server_tool_use, web_search_tool_result, a "future_block",
+  // text; stop reason model_context_window_exceeded. Sent: the escape hatch (extra, raw block).
+  async servertools(client) {
+    const metadata = callMetadata({ chain: 'native' });
+    const { message: m, trailers } = await create(client, withEscapeHatch(weatherRequest(PROMPT)), { metadata, timeoutMs: 10000 });
+    const c = m.content;
+    check('server tool blocks typed', c.length === 4 && c[0].block === 'serverToolUse' &&
+      c[0].serverToolUse.name === 'web_search' && c[1].block === 'webSearchToolResult' &&
+      c[1].webSearchToolResult.toolUseId === 'srvtoolu_1' && c[2].block === 'raw' &&
+      c[3].text.text === 'Sunny.' && m.usage.serverToolUse.webSearchRequests === 1, c.map(describeBlock));
+    const raw = c.length > 2 && c[2].block === 'raw' ? JSON.parse(c[2].raw.json) : null;
+    check('unknown block as raw JSON', raw !== null && raw.type === 'future_block' && raw.answer === 42, raw);
+    check('new stop reason', m.stopReason === 'STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED' &&
+      m.rawStopReason === 'model_context_window_exceeded' && first(trailers, 'x-anyllm-backend') === 'native',
+    `${m.stopReason} ${m.rawStopReason} ${first(trailers, 'x-anyllm-backend')}`);
+  },
+
   // Upstream: default answer. System prompt + tool, chain and request id in, backend out.
   async unary(client) {
     const metadata = callMetadata({ chain: 'default', requestId: 'interop-node-unary' });

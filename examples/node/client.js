@@ -81,6 +81,30 @@ function weatherRequest(prompt) {
   };
 }
 
+/**
+ * The escape hatch, for what the proto does not model yet: an extra top-level request field
+ * (extraJson, merged into the request's JSON) and a block of a type the proto does not know (a
+ * raw block: its JSON). An Anthropic upstream gets both as they are; a translating one names them
+ * in x-anyllm-degradation.
+ */
+function withEscapeHatch(request) {
+  const block = { type: 'tool_reference', tool_name: 'get_weather' };
+  request.extraJson = JSON.stringify({ speed: 'fast' });
+  request.messages[0].content.push({ raw: { type: block.type, json: JSON.stringify(block) } });
+  return request;
+}
+
+/** One answer block: typed cases by their fields, any other by its raw JSON. */
+function describeBlock(b) {
+  switch (b.block) { // the oneof's case name (oneofs: true)
+    case 'text': return `text: ${b.text.text}`;
+    case 'serverToolUse': return `server tool ${b.serverToolUse.name}(${JSON.stringify(fromStruct(b.serverToolUse.input))})`;
+    case 'webSearchToolResult': return `${fromValue(b.webSearchToolResult.content).length} web search result(s)`;
+    case 'raw': return `${b.raw.type} (not in this proto): ${b.raw.json}`;
+    default: return b.block;
+  }
+}
+
 /** Call metadata: x-anyllm-chain picks a configured fallback chain, x-request-id tags logs. */
 function callMetadata({ chain, requestId } = {}) {
   const md = new grpc.Metadata();
@@ -233,7 +257,7 @@ async function main(argv) {
 
 module.exports = {
   ERROR_DOMAIN, grpc, loadService, connect, toStruct, fromStruct, weatherRequest, callMetadata, first,
-  create, stream, sidecarError,
+  create, stream, sidecarError, withEscapeHatch, describeBlock,
 };
 
 if (require.main === module) {

@@ -10,6 +10,7 @@ closing ``N passed, N failed`` line; exits 1 when anything failed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,16 @@ import grpc
 from anyllm.sidecar.v1 import messages_pb2 as pb
 from anyllm.sidecar.v1 import messages_service_pb2 as spb
 from anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
-from client import ERROR_DOMAIN, SidecarError, call_metadata, connect, create, weather_request
+from client import (
+    ERROR_DOMAIN,
+    SidecarError,
+    call_metadata,
+    connect,
+    create,
+    describe_block,
+    weather_request,
+    with_escape_hatch,
+)
 
 LANG = "python"
 PROMPT = f"hello from {LANG}"
@@ -210,6 +220,31 @@ def check_count(stub: spb_grpc.MessagesServiceStub) -> None:
     )
 
 
+def check_servertools(stub: spb_grpc.MessagesServiceStub) -> None:
+    """Upstream (Anthropic protocol): server_tool_use, web_search_tool_result, a `future_block`,
+    text; stop reason model_context_window_exceeded. Sent: the escape hatch (extra + raw block)."""
+    request = with_escape_hatch(weather_request(PROMPT))
+    message, trailers = create(stub, request, timeout=10, metadata=call_metadata("native"))
+    kinds = [b.WhichOneof("block") for b in message.content]
+    check(
+        "server tool blocks typed",
+        kinds == ["server_tool_use", "web_search_tool_result", "raw", "text"]
+        and message.content[0].server_tool_use.name == "web_search"
+        and message.content[1].web_search_tool_result.tool_use_id == "srvtoolu_1"
+        and message.usage.server_tool_use.web_search_requests == 1,
+        [describe_block(b) for b in message.content],
+    )
+    raw = json.loads(message.content[2].raw.json) if kinds[2:3] == ["raw"] else {}
+    check("unknown block as raw JSON", raw == {"type": "future_block", "answer": 42}, raw)
+    check(
+        "new stop reason",
+        message.stop_reason == pb.STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED
+        and message.raw_stop_reason == "model_context_window_exceeded"
+        and trailers.get("x-anyllm-backend") == "native",
+        f"{message.stop_reason} {message.raw_stop_reason!r} {trailers.get('x-anyllm-backend')}",
+    )
+
+
 CHECKS = {
     "unary": check_unary,
     "tools": check_tools,
@@ -221,6 +256,7 @@ CHECKS = {
     "chain": check_chain,
     "cancel": check_cancel,
     "count": check_count,
+    "servertools": check_servertools,
 }
 
 

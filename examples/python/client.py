@@ -18,6 +18,7 @@ the assertions the interop script uses.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,31 @@ def weather_request(prompt: str, model: str = "claude-sonnet-4-5") -> spb.Create
         ],
         tool_choice=pb.ToolChoice(type=pb.TOOL_CHOICE_TYPE_AUTO),
     )
+
+
+def with_escape_hatch(request: spb.CreateMessageRequest) -> spb.CreateMessageRequest:
+    """The escape hatch, for what the proto does not model yet: an extra top-level field
+    (``extra_json``, merged into the request's JSON) and a block type the proto does not know
+    (a ``raw`` block: its JSON). An Anthropic upstream gets both as they are."""
+    request.extra_json = json.dumps({"speed": "fast"})
+    block = {"type": "tool_reference", "tool_name": "get_weather"}
+    request.messages[0].content.add(raw=pb.RawJson(type=block["type"], json=json.dumps(block)))
+    return request
+
+
+def describe_block(block: pb.ContentBlock) -> str:
+    """One answer block: typed cases by their fields, any other by its raw JSON."""
+    kind = block.WhichOneof("block")
+    if kind == "text":
+        return f"text: {block.text.text}"
+    if kind == "server_tool_use":
+        return f"server tool {block.server_tool_use.name}({dict(block.server_tool_use.input)})"
+    if kind == "web_search_tool_result":
+        results = block.web_search_tool_result.content.list_value.values
+        return f"{len(results)} web search result(s)"
+    if kind == "raw":
+        return f"{block.raw.type} (not in this proto): {block.raw.json}"
+    return str(kind)
 
 
 def call_metadata(chain: str | None = None, request_id: str | None = None) -> list[tuple[str, str]]:

@@ -34,6 +34,50 @@ BEHAVIOURS: dict[str, list[dict[str, Any]]] = {
     "chain": [{"status": 503}],
     "cancel": [{"stall_after": 3}],
     "count": [],
+    # An Anthropic-protocol answer in today's shapes: server-tool blocks, a block type no proto
+    # knows, a new stop reason, new usage fields. Every client reads it typed or by its raw JSON.
+    "servertools": [
+        {
+            "path": "/v1/messages",
+            "body": {
+                "id": "msg_srv_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-upstream",
+                "content": [
+                    {
+                        "type": "server_tool_use",
+                        "id": "srvtoolu_1",
+                        "name": "web_search",
+                        "input": {"query": "weather in Paris"},
+                    },
+                    {
+                        "type": "web_search_tool_result",
+                        "tool_use_id": "srvtoolu_1",
+                        "content": [
+                            {
+                                "type": "web_search_result",
+                                "url": "https://example.com/paris",
+                                "title": "Paris weather",
+                                "encrypted_content": "EnC",
+                                "page_age": None,
+                            }
+                        ],
+                    },
+                    {"type": "future_block", "answer": 42},
+                    {"type": "text", "text": "Sunny.", "citations": None},
+                ],
+                "stop_reason": "model_context_window_exceeded",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 10,
+                    "output_tokens": 3,
+                    "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": 0},
+                    "service_tier": "standard",
+                },
+            },
+        }
+    ],
 }
 
 # How long after the client gave up the upstream must see its connection closed. The sidecar's
@@ -85,7 +129,26 @@ def _first_request_ok(req: dict[str, Any]) -> tuple[bool, str]:
     return ok, json.dumps(detail)[:400]
 
 
+def _escape_hatch_ok(req: dict[str, Any]) -> tuple[bool, str]:
+    """The client's extra top-level field and unknown block reached the Anthropic upstream."""
+    body = req.get("body") or {}
+    content = (body.get("messages") or [{}])[0].get("content") or []
+    ok = (
+        req["path"] == "/v1/messages"
+        and body.get("model") == "claude-upstream"
+        and body.get("speed") == "fast"
+        and {"type": "tool_reference", "tool_name": "get_weather"} in content
+    )
+    return ok, json.dumps({"speed": body.get("speed"), "content": content})[:400]
+
+
 def after(base: str, check: str, lang: str) -> bool:
+    if check == "servertools":
+        reqs = _generation_requests(base)
+        if not reqs:
+            return _report(lang, "escape hatch reaches upstream", False, "no request logged")
+        ok, detail = _escape_hatch_ok(reqs[0])
+        return _report(lang, "escape hatch reaches upstream", ok, detail)
     if check == "unary":
         reqs = _generation_requests(base)
         if not reqs:

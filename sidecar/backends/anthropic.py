@@ -30,6 +30,7 @@ from sidecar.translate.upstream_errors import error_from_anthropic
 
 from .anthropic_wire import AnthropicEventReader, read_message
 from .http import UpstreamSession
+from .relay_body import with_model
 from .settings import AnthropicSettings
 
 
@@ -52,11 +53,7 @@ class AnthropicBackend:
         if call.raw_body is not None:
             if model == call.request.model and bool(call.request.stream) == stream:
                 return call.raw_body
-            doc = orjson.loads(call.raw_body)
-            doc["model"] = model
-            if stream or "stream" in doc:
-                doc["stream"] = stream
-            return orjson.dumps(doc)
+            return with_model(call.raw_body, model, stream=stream)
         request = msgspec.structs.replace(call.request, model=model, stream=stream or None)
         return json_encoder.encode(request)
 

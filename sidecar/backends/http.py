@@ -10,16 +10,30 @@ The session has a connect timeout but no read timeout: the engine owns the per-a
 (TTFT, idle, attempt, overall) and cancels the request when one fires, which closes the
 connection at once. A body read to its end returns the connection to the pool. Keys are sent
 from configuration only; nothing of the caller's credentials reaches an upstream.
+
+Stale pooled connections: an upstream may close a keep-alive connection at any time (after an
+error, when idle) without saying so, and a request can be sent on it just as it closes. When a
+request dies that way — on a *reused* connection, before any byte of the answer: the upstream
+disconnects, resets the connection (its kernel's answer to data on a socket it closed), or the
+request cannot even be written — it is sent once more on a new connection of its own,
+invisibly: not an attempt, no fallback. On a new connection the same failures are the
+upstream's, as before. Safe because the upstream never
+answered; HTTP clients do the same for idempotent requests (RFC 9112, 9.3.1). The pool tells
+reused connections from new ones (``_Connector``).
 """
 
 from __future__ import annotations
 
 import ssl
+import weakref
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
+import yarl
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
@@ -29,6 +43,48 @@ from .settings import HttpSettings
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+F = TypeVar("F")
+
+
+class FrameDecoder(Protocol[F]):
+    """Sans-IO framing of a streamed body (SSE, AWS event-stream): bytes in, frames out."""
+
+    def feed(self, data: bytes) -> list[F]: ...
+
+    def close(self) -> list[F]: ...
+
+
+# Whether the connection the current request got had served a request before (set by the pool).
+_REUSED: ContextVar[bool] = ContextVar("anyllm_reused_connection", default=False)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """The pool; it records, per request, whether the connection handed out is a reused one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._used: weakref.WeakSet[Any] = weakref.WeakSet()  # protocols that served before
+
+    async def connect(
+        self,
+        req: Any,
+        traces: Any,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (its API)
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        protocol = connection.protocol
+        _REUSED.set(protocol in self._used)  # same task: the caller reads it after a failure
+        self._used.add(protocol)
+        return connection
+
+
+def _closed_unanswered(exc: BaseException | None) -> bool:
+    """The connection broke before any answer: the upstream disconnected, reset it, or it was
+    closing while the request was written ("Can not write request body"). Not a connect error:
+    those happen on new connections."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 class UpstreamSession:
@@ -43,16 +99,29 @@ class UpstreamSession:
         ca_file: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
+        encoded_paths: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Paths sent byte for byte as given (already percent-encoded): a signed request (SigV4)
+        # must go out on exactly the path that was signed, and yarl would otherwise decode
+        # ``%3A`` back to ``:``.
+        self._encoded = encoded_paths
         tls: ssl.SSLContext | bool = True  # the system's CAs
         if ca_file or client_cert:
             tls = ssl.create_default_context(cafile=ca_file)
             if client_cert:
                 tls.load_cert_chain(client_cert, client_key)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60, ssl=tls),
-            headers=dict(headers),
+        self._tls = tls
+        self._headers = dict(headers)
+        self._session = self._new_session(
+            _Connector(limit=max_connections, ttl_dns_cache=60, ssl=tls)
+        )
+        self._fresh: aiohttp.ClientSession | None = None  # new connections, for stale retries
+
+    def _new_session(self, connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
             timeout=_timeout(DEFAULT_CONNECT_TIMEOUT),
             # Never pick up proxies or netrc credentials from the environment of the pod.
             trust_env=False,
@@ -62,19 +131,57 @@ class UpstreamSession:
         )
 
     @classmethod
-    def for_backend(cls, settings: HttpSettings, headers: Mapping[str, str]) -> UpstreamSession:
+    def for_backend(
+        cls,
+        settings: HttpSettings,
+        headers: Mapping[str, str],
+        *,
+        base_url: str | None = None,
+        encoded_paths: bool = False,
+    ) -> UpstreamSession:
         """The session a backend's settings describe (pool size, TLS), with ``headers``."""
         return cls(
-            settings.base_url,
+            base_url if base_url is not None else settings.base_url,
             max_connections=settings.max_connections,
             headers={"content-type": "application/json", **settings.headers, **headers},
             ca_file=settings.ca_file,
             client_cert=settings.client_cert,
             client_key=settings.client_key,
+            encoded_paths=encoded_paths,
         )
+
+    def url(self, path: str) -> str | yarl.URL:
+        """The URL of ``path`` under the base URL, as it will be sent."""
+        if self._encoded:
+            return yarl.URL(self.base_url + path, encoded=True)
+        return self.base_url + path
 
     async def aclose(self) -> None:
         await self._session.close()
+        if self._fresh is not None:
+            await self._fresh.close()
+
+    async def _post(
+        self, backend: str, path: str, body: bytes, headers: Mapping[str, str], connect: float
+    ) -> aiohttp.ClientResponse:
+        """POST on a pooled connection; once more on a new one when a reused connection turns
+        out to have been closed by the upstream before it answered (see the module doc)."""
+        url, timeout = self.url(path), _timeout(connect)
+        _REUSED.set(False)
+        try:
+            with map_client_errors(backend, started=False):
+                return await self._session.post(url, data=body, headers=headers, timeout=timeout)
+        except UpstreamError as exc:
+            if not (_REUSED.get() and _closed_unanswered(exc.__cause__)):
+                raise
+        if self._fresh is None:
+            # Its own connection each time (closed after the answer): a pooled one could be
+            # just as stale. Only ever used for these retries.
+            self._fresh = self._new_session(
+                aiohttp.TCPConnector(force_close=True, limit=0, ssl=self._tls)
+            )
+        with map_client_errors(backend, started=False):
+            return await self._fresh.post(url, data=body, headers=headers, timeout=timeout)
 
     async def post_json(
         self,
@@ -88,25 +195,17 @@ class UpstreamSession:
     ) -> bytes:
         """POST ``body``; the response bytes on 2xx, else the upstream error from ``to_error``.
         ``headers_out`` receives the response headers a caller should see (``relayed_headers``)."""
-        with map_client_errors(backend, started=False):
-            async with self._session.post(
-                self.base_url + path,
-                data=body,
-                headers=headers,
-                timeout=_timeout(connect_timeout),
-            ) as response:
-                with map_client_errors(backend, started=True):
-                    content = await response.read()
-                report_response_headers(response.headers)
-                if response.status >= 400:
-                    raise _with_backend(
-                        to_error(response.status, content, response.headers), backend
-                    )
-                if headers_out is not None:
-                    headers_out += relayed_headers(response.headers)
-                return content
+        async with await self._post(backend, path, body, headers, connect_timeout) as response:
+            with map_client_errors(backend, started=True):
+                content = await response.read()
+            report_response_headers(response.headers)
+            if response.status >= 400:
+                raise _with_backend(to_error(response.status, content, response.headers), backend)
+            if headers_out is not None:
+                headers_out += relayed_headers(response.headers)
+            return content
 
-    async def post_sse(
+    def post_sse(
         self,
         backend: str,
         path: str,
@@ -116,15 +215,37 @@ class UpstreamSession:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         headers_out: list[tuple[str, str]] | None = None,
     ) -> AsyncGenerator[list[SSEFrame] | None, None]:
-        """POST ``body`` and yield the SSE frames of each read; ``None`` once the body ended.
+        """``post_stream`` with SSE framing."""
+        return self.post_stream(
+            backend,
+            path,
+            body,
+            headers,
+            to_error,
+            connect_timeout,
+            headers_out,
+            decoder=SSEDecoder(),
+        )
+
+    async def post_stream(
+        self,
+        backend: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        to_error: ErrorMapper,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        headers_out: list[tuple[str, str]] | None = None,
+        *,
+        decoder: FrameDecoder[F],
+    ) -> AsyncGenerator[list[F] | None, None]:
+        """POST ``body`` and yield the frames ``decoder`` finds in each read; ``None`` once the
+        body ended.
 
         The trailing ``None`` lets the caller tell a clean end of the body from a cut connection
         (which raises instead). Closing this generator early closes the upstream connection.
         """
-        with map_client_errors(backend, started=False):
-            response = await self._session.post(
-                self.base_url + path, data=body, headers=headers, timeout=_timeout(connect_timeout)
-            )
+        response = await self._post(backend, path, body, headers, connect_timeout)
         try:
             report_response_headers(response.headers)
             if response.status >= 400:
@@ -133,7 +254,6 @@ class UpstreamSession:
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
             if headers_out is not None:
                 headers_out += relayed_headers(response.headers)
-            decoder = SSEDecoder()
             stream = response.content
             while True:
                 with map_client_errors(backend, started=True):

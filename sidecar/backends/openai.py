@@ -1,10 +1,15 @@
-"""The OpenAI-compatible Chat Completions backend (OpenAI, Azure, vLLM, Ollama, LM Studio...).
+"""The OpenAI-compatible Chat Completions backend (OpenAI, vLLM, Ollama, LM Studio...).
 
 Each attempt builds a fresh request body with ``translate.openai_request`` (so a retry or a
 fallback never reuses another attempt's state), POSTs it to ``{base_url}/chat/completions`` with
 the configured key, and turns the answer back into Anthropic shapes: a whole ``Message`` via
 ``translate.openai_response``, or stream events via a fresh ``OpenAIStreamTranslator`` fed one
 SSE frame at a time. Token counting is an estimate: Chat Completions has no counting endpoint.
+
+Other Chat Completions services (Azure OpenAI, ``azure.py``) subclass it and override the
+three parts that differ: the key sent with every request (``_session_headers``), the path for
+a model (``_path``) and the per-request headers (``_headers``, async so that a bearer token can
+be refreshed first); plus ``to_error``, the mapping of the service's error responses.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from sidecar.translate.tokens import estimate_input_tokens
 from sidecar.translate.unknown_fields import unknown_fields
 from sidecar.translate.upstream_errors import error_from_openai
 
-from .http import UpstreamSession
+from .http import ErrorMapper, UpstreamSession
 from .settings import OpenAISettings
 
 
@@ -33,11 +38,11 @@ def new_message_id() -> str:
 
 class OpenAIBackend:
     kind = "openai"
+    to_error: ErrorMapper = staticmethod(error_from_openai)
 
     def __init__(self, name: str, config: OpenAISettings) -> None:
         self.name = name
-        key = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._client = UpstreamSession.for_backend(config, key)
+        self._client = UpstreamSession.for_backend(config, self._session_headers(config))
         self._options = OpenAIOptions(
             use_max_completion_tokens=config.max_completion_tokens,
             system_role=config.system_role,
@@ -47,7 +52,15 @@ class OpenAIBackend:
             reasoning_effort=config.reasoning_effort,
         )
 
-    def _headers(self, call: Call) -> dict[str, str]:
+    def _session_headers(self, config: OpenAISettings) -> dict[str, str]:
+        """Headers sent with every request: the configured key."""
+        return {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+    def _path(self, model: str) -> str:
+        """The path (after ``base_url``) that answers Chat Completions for ``model``."""
+        return "/chat/completions"
+
+    async def _headers(self, call: Call) -> dict[str, str]:
         return {"x-request-id": call.request_id}
 
     def _body(self, call: Call, model: str, *, stream: bool, notes: list[str]) -> bytes:
@@ -75,10 +88,10 @@ class OpenAIBackend:
         body = self._body(call, model, stream=False, notes=notes)
         content = await self._client.post_json(
             self.name,
-            "/chat/completions",
+            self._path(model),
             body,
-            self._headers(call),
-            error_from_openai,
+            await self._headers(call),
+            self.to_error,
             connect_timeout,
         )
         return from_openai_response(
@@ -97,10 +110,10 @@ class OpenAIBackend:
         )
         frames = self._client.post_sse(
             self.name,
-            "/chat/completions",
+            self._path(model),
             body,
-            self._headers(call),
-            error_from_openai,
+            await self._headers(call),
+            self.to_error,
             connect_timeout,
         )
         try:

@@ -16,7 +16,9 @@ from .base import Backend
 # kind -> "module:Class" of its backend (the module under sidecar.backends).
 KINDS: dict[str, str] = {
     "openai": "openai:OpenAIBackend",
+    "azure": "azure:AzureBackend",
     "anthropic": "anthropic:AnthropicBackend",
+    "bedrock": "bedrock:BedrockBackend",
     "demo": "demo:DemoBackend",
 }
 

@@ -11,7 +11,9 @@ A new kind: a struct here (added to ``BackendSettings``), a module, one line in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -58,6 +60,120 @@ class AnthropicSettings(HttpSettings, frozen=True, tag="anthropic", tag_field="k
     anthropic_version: str = "2023-06-01"  # sent when the caller sent none
 
 
+class AzureSettings(OpenAISettings, frozen=True, tag="azure", tag_field="kind"):
+    """Azure OpenAI: ``base_url`` is the resource endpoint (``https://NAME.openai.azure.com``).
+
+    With ``api_version`` the deployments API is called (the target's ``model`` is the
+    deployment); without it the v1 API. Exactly one way to authenticate: ``api_key`` (sent as
+    ``api-key``), a static Microsoft Entra ID ``azure_ad_token``, or ``auth: workload_identity``
+    (AKS: the federated token file exchanged at Entra ID; the four ``AZURE_*`` variables the
+    webhook injects, each overridable here). ``auth`` may also name the key or token explicitly.
+    """
+
+    api_version: str = ""
+    azure_ad_token: str = ""
+    auth: Literal["api_key", "azure_ad_token", "workload_identity"] | None = None
+    # Workload identity; empty: AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_AUTHORITY_HOST /
+    # AZURE_FEDERATED_TOKEN_FILE from the environment (the authority defaults to Azure public).
+    client_id: str = ""
+    tenant_id: str = ""
+    authority_host: str = ""
+    federated_token_file: str = ""
+    token_scope: str = "https://cognitiveservices.azure.com/.default"
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("api_key", "azure_ad_token") if getattr(self, name)]
+        if self.auth is None:
+            if len(given) != 1:
+                raise ValueError(
+                    "exactly one of `api_key`, `azure_ad_token` or `auth: workload_identity` "
+                    f"is required (got {', '.join(given) or 'none'})"
+                )
+        elif given != ([] if self.auth == "workload_identity" else [self.auth]):
+            raise ValueError(
+                f"`auth: {self.auth}` contradicts the credentials given "
+                f"({', '.join(given) or 'none'}): set exactly the one it names"
+            )
+
+    @property
+    def workload_identity(self) -> bool:
+        return self.auth == "workload_identity"
+
+    def check_environment(self, environ: Mapping[str, str]) -> str | None:
+        """What workload identity is missing from config and ``environ``, as ``key: problem``."""
+        if not self.workload_identity:
+            return None
+        for key, var in WORKLOAD_IDENTITY_ENV.items():
+            if key != "authority_host" and not (getattr(self, key) or environ.get(var)):
+                return f"{key}: auth: workload_identity needs it, or {var} in the environment"
+        try:
+            authority_url(self.authority_host or environ.get("AZURE_AUTHORITY_HOST", ""))
+        except ValueError as exc:
+            return f"authority_host: {exc}"
+        return None
+
+
+# Settings key -> the variable the AKS workload identity webhook injects into the pod.
+WORKLOAD_IDENTITY_ENV = {
+    "client_id": "AZURE_CLIENT_ID",
+    "tenant_id": "AZURE_TENANT_ID",
+    "authority_host": "AZURE_AUTHORITY_HOST",
+    "federated_token_file": "AZURE_FEDERATED_TOKEN_FILE",
+}
+
+
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def authority_url(authority: str) -> str:
+    """``AZURE_AUTHORITY_HOST`` as a base URL: https, or http for a loopback test endpoint."""
+    authority = (authority or PUBLIC_AUTHORITY).rstrip("/")
+    if "://" not in authority:
+        authority = "https://" + authority
+    parts = urlsplit(authority)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise ValueError(f"the Entra authority must be an https URL, got {authority!r}")
+    return authority
+
+
+class BedrockSettings(HttpSettings, frozen=True, tag="bedrock", tag_field="kind"):
+    """Claude on AWS Bedrock: SigV4-signed InvokeModel calls (``backends/bedrock.py``)."""
+
+    # The endpoint follows from the region (``bedrock-runtime.{region}.amazonaws.com``).
+    requires_base_url: ClassVar[bool] = False
+
+    region: str
+    # Credentials: botocore's default chain (environment, shared config / ``profile``, web
+    # identity (IRSA), container credentials (EKS Pod Identity), IMDS), unless static keys are
+    # given here (each may be ``env:VAR``).
+    profile: str | None = None
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
+    aws_session_token: str = ""
+    # What anthropic 2.15's AnthropicBedrock client sends when the caller sets none
+    # (anthropic._constants.ANTHROPIC_API_VERSION); older SDKs sent "bedrock-2023-05-31".
+    anthropic_version: str = "2026-10-21"
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            raise ValueError("`region` must be an AWS region such as us-east-1")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ValueError("`aws_access_key_id` and `aws_secret_access_key` go together")
+        if self.aws_session_token and not self.aws_access_key_id:
+            raise ValueError("`aws_session_token` needs `aws_access_key_id`")
+        if self.profile and self.aws_access_key_id:
+            raise ValueError("`profile` and static keys exclude each other")
+
+    @property
+    def endpoint(self) -> str:
+        """``base_url``, or the region's Bedrock runtime endpoint."""
+        return self.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+
+    def __repr__(self) -> str:  # never print a key
+        return f"BedrockSettings(region={self.region!r}, endpoint={self.endpoint!r})"
+
+
 class DemoSettings(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="demo", tag_field="kind"
 ):
@@ -71,4 +187,6 @@ class DemoSettings(
         return "demo"
 
 
-BackendSettings = OpenAISettings | AnthropicSettings | DemoSettings
+BackendSettings = (
+    OpenAISettings | AzureSettings | AnthropicSettings | BedrockSettings | DemoSettings
+)

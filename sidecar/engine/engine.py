@@ -15,6 +15,11 @@ back invisibly. ``open_stream`` returns only after that, so a surface can still 
 pre-commit failure with a proper status. After it nothing is retried: ``EngineStream`` raises
 the failure (idle timeout, cut, in-band error) for the surface to end the stream explicitly.
 
+A backend with a configured ``max_connections`` has that many slots (``slots.py``): an attempt
+takes one before its timers start and before its breaker is asked, so waiting for one is the
+sidecar's own time; none free within ``pool_timeout`` is a ``LocalLimitError`` (529 /
+RESOURCE_EXHAUSTED) with no attempt, no breaker movement and no fallback.
+
 Every request fills an ``Outcome`` (attempts, who answered, skips, hedge, exhausted); errors
 carry its metadata so both surfaces can report it. Backoff sleeps, the clock and the random
 numbers are injectable so tests run without real waiting.

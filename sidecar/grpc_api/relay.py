@@ -25,7 +25,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from sidecar import model as m
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
-from sidecar.grpc_api.relayed import typed_events
+from sidecar.grpc_api.relayed import GrpcEvent, grpc_events
 from sidecar.grpc_api.render import event_to_proto
 
 __all__ = ["coalesce", "relay"]
@@ -53,11 +53,11 @@ def _join(deltas: list[m.BlockDelta]) -> m.BlockDelta:
     return m.ThinkingDelta(thinking="".join(d.thinking for d in deltas))  # type: ignore[union-attr]
 
 
-def coalesce(events: list[m.StreamEvent]) -> list[m.StreamEvent]:
+def coalesce(events: list[GrpcEvent]) -> list[GrpcEvent]:
     """Join runs of adjacent text / input_json / thinking deltas of the same block."""
     if len(events) < 2:
         return events
-    out: list[m.StreamEvent] = []
+    out: list[GrpcEvent] = []
     run: list[m.BlockDelta] = []
     run_index = -1
 
@@ -79,6 +79,19 @@ def coalesce(events: list[m.StreamEvent]) -> list[m.StreamEvent]:
     return out
 
 
+def _raise_error_event(item: m.StreamItem) -> None:
+    if type(item) is m.RawEvent:
+        error = item.view.error if item.type == "error" else None
+        if item.type == "error":
+            kind = error.type if error is not None else "api_error"
+            message = error.message if error is not None else "stream error"
+            raise UpstreamError(message, kind=FailureKind.STREAM_ERROR, error_type=kind)
+    elif isinstance(item, m.ErrorEvent):
+        raise UpstreamError(
+            item.error.message, kind=FailureKind.STREAM_ERROR, error_type=item.error.type
+        )
+
+
 async def relay(
     events: AsyncIterable[list[m.StreamItem]],
     write: Callable[[pb.StreamEvent], Awaitable[None]],
@@ -86,21 +99,15 @@ async def relay(
     max_pending: int = 64,
 ) -> None:
     """Write every event of ``events``; re-raise the exception that ended it, if any."""
-    queue: asyncio.Queue[list[m.StreamEvent] | _End] = asyncio.Queue(max_pending)
+    queue: asyncio.Queue[list[GrpcEvent] | _End] = asyncio.Queue(max_pending)
 
     async def read() -> None:
         end = _End(None)
         try:
             async for items in events:
-                batch = typed_events(items)
-                for event in batch:
-                    if isinstance(event, m.ErrorEvent):  # the engine raises instead; just in case
-                        raise UpstreamError(
-                            event.error.message,
-                            kind=FailureKind.STREAM_ERROR,
-                            error_type=event.error.type,
-                        )
-                await queue.put(batch)
+                for item in items:  # the engine raises on an error event; just in case
+                    _raise_error_event(item)
+                await queue.put(grpc_events(items))
         except Exception as exc:
             end = _End(exc)
         await queue.put(end)
@@ -108,7 +115,7 @@ async def relay(
     reader = asyncio.create_task(read())
     try:
         while True:
-            batch: list[m.StreamEvent] = []
+            batch: list[GrpcEvent] = []
             item = await queue.get()
             while not isinstance(item, _End):
                 batch += item
@@ -116,7 +123,7 @@ async def relay(
                     break
                 item = queue.get_nowait()
             for event in coalesce(batch):
-                await write(event_to_proto(event))
+                await write(event if type(event) is pb.StreamEvent else event_to_proto(event))
             if isinstance(item, _End):
                 if item.error is not None:
                     raise item.error

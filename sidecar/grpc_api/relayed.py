@@ -1,82 +1,76 @@
-"""Relayed answers (an Anthropic-protocol upstream's own bytes) as the typed model, for gRPC.
+"""Relayed answers (an Anthropic-protocol upstream's own bytes) as protobuf, nothing lost.
 
-The HTTP door sends a relayed answer on as bytes; the gRPC door must build protobuf messages,
-so it reads them into ``sidecar.model`` types here. The common case is one strict decode. What
-the typed model does not know yet (a new block, delta or event type, a new stop reason) is
-read leniently instead of failing a valid answer: unknown blocks, deltas and events are left
-out, an unknown stop reason becomes unset.
+The HTTP door sends a relayed answer on as bytes; the gRPC door must build protobuf messages.
+A relayed message, or event, is parsed once and written into the proto by ``json_proto``: what
+the proto models is typed, the rest travels in its escape hatch (``raw`` cases, ``extra_json``,
+``raw_*`` enum strings), so a new block, delta, event type, stop reason or field reaches the gRPC
+caller too, and the sidecar's own model is never involved (relay does not depend on it).
+
+Streams: a plain ``text_delta`` / ``input_json_delta`` / ``thinking_delta`` (the common case,
+one per token) becomes a typed model delta, so that ``relay`` can merge a run of them while the
+caller is behind; every other event becomes its ``pb.StreamEvent`` at once. Either way each
+event's JSON is parsed once.
 """
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any
 
-import msgspec
 import orjson
 
 from sidecar import model as m
+from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
+from sidecar.grpc_api.json_proto import event_from_json, message_from_json
+from sidecar.grpc_api.render import message_to_proto
 
-__all__ = ["typed_events", "typed_message"]
+__all__ = ["GrpcEvent", "grpc_events", "message_reply"]
 
-_BLOCKS = frozenset(str(cls.__struct_config__.tag) for cls in get_args(m.ResponseBlock))
-_DELTAS = frozenset(str(cls.__struct_config__.tag) for cls in get_args(m.BlockDelta))
-_EVENTS = frozenset(str(cls.__struct_config__.tag) for cls in get_args(m.StreamEvent))
-_STOP_REASONS = frozenset(get_args(m.StopReason))
+# What the relay writes: a model event (rendered, merged when the caller is behind) or a
+# ready proto event (a relayed event that is not a plain delta).
+GrpcEvent = m.StreamEvent | pb.StreamEvent
 
-
-def typed_message(answer: m.Answer) -> m.Message:
-    if type(answer) is not m.RawMessage:
-        assert isinstance(answer, m.Message)
-        return answer
-    try:
-        return m.message_decoder.decode(answer.body)
-    except msgspec.DecodeError:
-        doc = orjson.loads(answer.body)
-        _lenient_message(doc)
-        return msgspec.convert(doc, m.Message)
+_MERGEABLE: dict[str, tuple[str, Any]] = {
+    "text_delta": ("text", m.TextDelta),
+    "input_json_delta": ("partial_json", m.InputJsonDelta),
+    "thinking_delta": ("thinking", m.ThinkingDelta),
+}
 
 
-def typed_events(batch: list[m.StreamItem]) -> list[m.StreamEvent]:
-    out: list[m.StreamEvent] = []
+def message_reply(answer: m.Answer) -> pb.Message:
+    """The CreateMessage reply for an engine answer, relayed or translated."""
+    if type(answer) is m.RawMessage:
+        return message_from_json(orjson.loads(answer.body))
+    assert isinstance(answer, m.Message)
+    return message_to_proto(answer)
+
+
+def grpc_events(batch: list[m.StreamItem]) -> list[GrpcEvent]:
+    out: list[GrpcEvent] = []
     for item in batch:
         if type(item) is not m.RawEvent:
             out.append(item)  # type: ignore[arg-type]
             continue
-        try:
-            out.append(m.event_decoder.decode(item.data))
-        except msgspec.DecodeError:
-            event = _lenient_event(orjson.loads(item.data))
-            if event is not None:
-                out.append(event)
+        doc = orjson.loads(item.data)
+        if item.type == "content_block_delta":
+            delta = _plain_delta(doc)
+            if delta is not None:
+                out.append(delta)
+                continue
+        out.append(event_from_json(doc))
     return out
 
 
-def _lenient_message(doc: dict[str, Any]) -> None:
-    doc["content"] = [b for b in doc.get("content") or () if b.get("type") in _BLOCKS]
-    if doc.get("stop_reason") not in _STOP_REASONS:
-        doc["stop_reason"] = None
-
-
-def _lenient_event(doc: dict[str, Any]) -> m.StreamEvent | None:
-    kind = doc.get("type")
-    if kind not in _EVENTS:
+def _plain_delta(doc: Any) -> m.ContentBlockDelta | None:
+    """A delta with nothing but its one field, as a model delta; None for anything else."""
+    if type(doc) is not dict or len(doc) != 3:
         return None
-    if kind == "message_start" and isinstance(doc.get("message"), dict):
-        _lenient_message(doc["message"])
-    elif kind == "content_block_start":
-        if (doc.get("content_block") or {}).get("type") not in _BLOCKS:
-            return None
-    elif kind == "content_block_delta":
-        if (doc.get("delta") or {}).get("type") not in _DELTAS:
-            return None
-    elif (
-        kind == "message_delta"
-        and isinstance(doc.get("delta"), dict)
-        and doc["delta"].get("stop_reason") not in _STOP_REASONS
-    ):
-        doc["delta"]["stop_reason"] = None
-    try:
-        event: m.StreamEvent = msgspec.convert(doc, m.StreamEvent)
-        return event
-    except msgspec.ValidationError:
+    index, delta = doc.get("index"), doc.get("delta")
+    if type(index) is not int or type(delta) is not dict or len(delta) != 2:
         return None
+    kind = _MERGEABLE.get(delta.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    value = delta.get(kind[0])
+    if type(value) is not str:
+        return None
+    return m.ContentBlockDelta(index=index, delta=kind[1](value))

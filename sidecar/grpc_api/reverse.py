@@ -7,6 +7,10 @@ converters of ``sidecar.grpc_api.convert``, so a block has one mapping in each d
 
 A model ``content`` given as a JSON string becomes one text block in proto, and comes back as a
 list of one block: the two forms mean the same to the Messages API.
+
+These read answers into the typed model, which knows less than the proto: a server-tool block,
+a ``raw`` case or an ``extra_json`` has no model form. To read an answer whole, as the Anthropic
+JSON, use ``sidecar.grpc_api.json_proto`` (``message_to_json``, ``event_to_json``).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ Each handler is parse → engine → render:
 1. ``_call`` reads the call metadata (``x-request-id`` or a fresh uuid4 hex, ``x-anyllm-chain``,
    ``anthropic-version`` / ``anthropic-beta`` to pass through; ``authorization`` is never read
    into anything that is logged) and the gRPC deadline (``context.time_remaining()`` → an
-   absolute ``Call.deadline`` on the loop clock), and converts the request (``convert``).
+   absolute ``Call.deadline`` on the loop clock), and converts the request (``request_body``:
+   the typed request and the Anthropic JSON body, escape hatch included).
 2. The engine answers (``sidecar.engine.api.EngineApi``, the one engine protocol of every door;
-   a relayed answer is read into the typed model by ``relayed``).
+   a relayed answer becomes protobuf in ``relayed``, nothing lost).
 3. The answer is rendered: a unary reply with the outcome as trailing metadata; a stream whose
    initial metadata (the outcome once the stream has committed) goes out before its first event,
    its events written by ``relay`` (which merges deltas while the caller is behind).
@@ -53,13 +54,13 @@ from sidecar.errors import (
     SidecarError,
     UpstreamError,
 )
-from sidecar.grpc_api import convert
+from sidecar.grpc_api import convert, request_body
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
 from sidecar.grpc_api.parse import Unparsable, add_servicer, parsed
 from sidecar.grpc_api.relay import relay
-from sidecar.grpc_api.relayed import typed_message
+from sidecar.grpc_api.relayed import message_reply
 from sidecar.logs import log
 from sidecar.model import Call, CountCall
 
@@ -172,6 +173,7 @@ async def _abort(
         log(
             "grpc_internal_error",
             level=logging.ERROR,
+            exc=error,
             request_id=request_id,
             exception=type(error).__name__,
         )
@@ -206,13 +208,16 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         *,
         stream: bool,
     ) -> Call:
+        typed, body, unmodelled = request_body.messages_request(request, stream=stream)
         return Call(
-            request=convert.messages_request_from_proto(request, stream=stream),
+            request=typed,
             request_id=incoming.request_id,
             chain=incoming.chain,
             deadline=_deadline(context),
             passthrough_headers=incoming.passthrough,
+            raw_body=body,
             surface="grpc",
+            unmodelled=unmodelled,
         )
 
     async def CreateMessage(  # the rpc's name
@@ -225,7 +230,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
             incoming = self._admit(context)
             call = self._call(parsed(request), context, incoming, stream=False)
             message, outcome = await self._engine.create(call)
-            reply = convert.message_to_proto(typed_message(message))
+            reply = message_reply(message)
         except Exception as exc:
             await _abort(context, exc, incoming.request_id)
         if outcome.hedge is not None:  # as on streams, a hedge is told in the initial metadata
@@ -264,12 +269,15 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         incoming = _Incoming(context)
         try:
             incoming = self._admit(context)
+            typed, body, unmodelled = request_body.count_request(parsed(request))
             call = CountCall(
-                request=convert.count_tokens_request_from_proto(parsed(request)),
+                request=typed,
                 request_id=incoming.request_id,
                 chain=incoming.chain,
                 passthrough_headers=incoming.passthrough,
+                raw_body=body,
                 surface="grpc",
+                unmodelled=unmodelled,
             )
             count, outcome = await self._engine.count_tokens(call)
         except Exception as exc:

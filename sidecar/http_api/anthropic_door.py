@@ -42,7 +42,7 @@ from .asgi import (
     send_more,
     start_sse,
 )
-from .limits import check_depth
+from .limits import check_body
 from .sse import encode_error_event, encode_events
 
 R = TypeVar("R", MessagesRequest, CountTokensRequest)
@@ -188,7 +188,7 @@ def decode_request(body: bytes, into: type[R]) -> tuple[R, tuple[str, ...]]:
     """The request in ``body``, and what was left out of it because the model does not know
     it (``translate.anthropic_request``); a request wrong in what we do model is a 400."""
     decoder = request_decoder if into is MessagesRequest else count_tokens_decoder
-    check_depth(body)
+    check_body(body)
     try:
         return decoder.decode(body), ()  # type: ignore[return-value]
     except RecursionError:  # the depth check keeps well below it; never a 500 if not

@@ -75,6 +75,7 @@ def _prune(doc: dict[str, Any], dropped: list[str]) -> None:
     messages = doc.get("messages")
     if isinstance(messages, list):
         kept = []
+        emptied: dict[str, Any] | None = None
         for message in messages:
             if (
                 isinstance(message, dict)
@@ -83,9 +84,12 @@ def _prune(doc: dict[str, Any], dropped: list[str]) -> None:
             ):
                 message["content"] = _blocks(message["content"], _BLOCKS, dropped)
                 if not message["content"]:
+                    emptied = message
                     continue  # nothing of it is modelled: the turn goes with its blocks
             kept.append(message)
-        doc["messages"] = kept
+        # A request made only of such turns is still valid, never a 400: the last one stays,
+        # empty (a translating upstream leaves empty turns out).
+        doc["messages"] = kept or ([emptied] if emptied is not None else [])
     if isinstance(doc.get("system"), list):
         doc["system"] = _blocks(doc["system"], frozenset({"text"}), dropped)
     for key, known in (("thinking", _THINKING), ("tool_choice", _TOOL_CHOICE)):

@@ -20,8 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
@@ -112,10 +111,11 @@ def _retry_after(get: dict[str, str], now: float) -> float | None:
         return max(0.0, float(text))
     except ValueError:
         pass
-    try:
-        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
+    try:  # an HTTP date (IMF-fixdate); email.utils would pull in socket
+        when = datetime.strptime(text.strip(), "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
+    except ValueError:
         return None
+    return max(0.0, when.timestamp() - now)
 
 
 def says_exhausted(headers: Iterable[tuple[str, str]]) -> bool:

@@ -25,6 +25,10 @@ and errors travel to callers and logs. Request headers are never looked at.
 
 ``parse_retry_after`` reads ``retry-after-ms`` (OpenAI, milliseconds) or ``retry-after``
 (seconds, or an HTTP date, which needs the caller's ``now`` since this module reads no clock).
+``error_from_azure`` adds Azure OpenAI's two specifics: a 400 whose ``error.code`` is
+``content_filter`` (or ``innererror.code`` ``ResponsibleAIPolicyViolation``) says that the
+content filter refused the request, and a 429 without ``retry-after(-ms)`` takes its wait from
+the ``x-ratelimit-reset-*`` headers (``parse_ratelimit_reset``).
 ``backend`` is left empty: the backend that called fills it in.
 """
 
@@ -38,7 +42,14 @@ import orjson
 
 from sidecar.errors import TYPE_STATUS, FailureKind, UpstreamError
 
-__all__ = ["error_from_anthropic", "error_from_openai", "parse_retry_after", "upstream_message"]
+__all__ = [
+    "error_from_anthropic",
+    "error_from_azure",
+    "error_from_openai",
+    "parse_ratelimit_reset",
+    "parse_retry_after",
+    "upstream_message",
+]
 
 MAX_MESSAGE = 500
 
@@ -191,5 +202,75 @@ def error_from_anthropic(
         status=status,
         retry_after=parse_retry_after(headers, now),
         error_type=error_type if error_type in TYPE_STATUS else None,
+        context_overflow=_is_context_overflow(status, body, message),
+    )
+
+
+# Go-style durations as OpenAI-compatible servers send them in x-ratelimit-reset-*: "1s",
+# "6m0s", "20ms", "1h2m3.5s"; a plain number is seconds.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(text: str) -> float | None:
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        value = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return value if 0.0 <= value < float("inf") else None
+
+
+def parse_ratelimit_reset(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the exhausted rate limit resets, from ``x-ratelimit-reset-{requests,tokens}``.
+
+    A limit whose ``x-ratelimit-remaining-*`` is 0 is the one that was hit; when none says so,
+    the longer of the resets given. None when neither header is usable.
+    """
+    resets: dict[str, float] = {}
+    for limit in ("requests", "tokens"):
+        text = _header(headers, f"x-ratelimit-reset-{limit}")
+        value = _duration(text) if text is not None else None
+        if value is not None:
+            resets[limit] = value
+    if not resets:
+        return None
+    hit = [v for k, v in resets.items() if _header(headers, f"x-ratelimit-remaining-{k}") == "0"]
+    return max(hit or resets.values())
+
+
+def _azure_codes(body: bytes) -> tuple[object, object]:
+    """``error.code`` and ``error.innererror.code`` of an Azure error body, when it has them."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    inner = error.get("innererror")
+    return error.get("code"), inner.get("code") if isinstance(inner, dict) else None
+
+
+def error_from_azure(
+    status: int, body: bytes, headers: Mapping[str, str], *, now: float | None = None
+) -> UpstreamError:
+    """The error for Azure OpenAI's non-2xx response (see the module docstring)."""
+    message, _ = upstream_message(status, body)
+    if status == 400 and (b"content_filter" in body or b"ResponsibleAIPolicyViolation" in body):
+        code, inner = _azure_codes(body)
+        if code == "content_filter" or inner == "ResponsibleAIPolicyViolation":
+            message = f"Azure OpenAI's content filter refused the request: {message}"
+    retry_after = parse_retry_after(headers, now)
+    if status == 429 and retry_after is None:
+        retry_after = parse_ratelimit_reset(headers)
+    return UpstreamError(
+        message,
+        kind=FailureKind.STATUS,
+        status=status,
+        retry_after=retry_after,
         context_overflow=_is_context_overflow(status, body, message),
     )

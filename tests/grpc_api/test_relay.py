@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from sidecar import model as m
@@ -131,3 +132,46 @@ async def test_a_batch_of_one_read_is_merged_even_when_the_writer_keeps_up() -> 
     writer = Writer()
     await relay(one_read(), writer)
     assert writer.got == [STOP0, text(0, "012")]
+
+
+def _raw(doc: dict[str, object]) -> m.RawEvent:
+    data = orjson.dumps(doc)
+    return m.RawEvent(type=str(doc["type"]), data=data, view=m.event_view_decoder.decode(data))
+
+
+async def test_relayed_events_are_written_whole_and_merged() -> None:
+    got: list[pb.StreamEvent] = []
+
+    async def write(message: pb.StreamEvent) -> None:
+        got.append(message)
+
+    async def one_read() -> AsyncIterator[list[m.StreamItem]]:
+        yield [
+            _raw({"type": "future_event", "x": 1}),
+            _raw(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "a"},
+                }
+            ),
+            _raw(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "b"},
+                }
+            ),
+        ]
+
+    await relay(one_read(), write)
+    assert [e.WhichOneof("event") for e in got] == ["raw", "content_block_delta"]
+    assert got[1].content_block_delta.text_delta == "ab"
+
+
+async def test_relayed_error_event_becomes_an_error() -> None:
+    writer = Writer()
+    error = _raw({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+    with pytest.raises(UpstreamError) as caught:
+        await relay(_source([STOP0, error]), writer)  # type: ignore[list-item]
+    assert (caught.value.error_type, caught.value.message) == ("overloaded_error", "busy")

@@ -19,6 +19,8 @@ from sidecar.engine.outcome import Attempt, Outcome
 from sidecar.errors import (
     ChainExhaustedError,
     FailureKind,
+    LocalLimitError,
+    OverloadedError,
     SidecarError,
     UpstreamError,
 )
@@ -241,6 +243,18 @@ ERRORS = {
         grpc.StatusCode.UNAVAILABLE,
         "UPSTREAM_CONNECT",
         None,
+    ),
+    "local_pool_limit": (
+        LocalLimitError("the sidecar is at its limit", reason="pool"),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "LOCAL_LIMIT_POOL",
+        1.0,
+    ),
+    "draining": (
+        OverloadedError("shutting down", retry_after=1),
+        grpc.StatusCode.UNAVAILABLE,
+        "OVERLOADED_ERROR",
+        1.0,
     ),
 }
 

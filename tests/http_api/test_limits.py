@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sidecar.errors import InvalidRequestError
-from sidecar.http_api.limits import MAX_DEPTH, check_depth, exceeds_depth
+from sidecar.http_api.limits import MAX_DEPTH, check_body, exceeds_depth
 
 
 def arrays(levels: int) -> bytes:
@@ -42,6 +42,23 @@ def test_exceeds_depth(body: bytes, limit: int, deeper: bool) -> None:
 
 
 def test_the_documented_limit_is_checked() -> None:
-    check_depth(arrays(MAX_DEPTH))
+    check_body(arrays(MAX_DEPTH))
     with pytest.raises(InvalidRequestError, match=str(MAX_DEPTH)):
-        check_depth(arrays(MAX_DEPTH + 1))
+        check_body(arrays(MAX_DEPTH + 1))
+
+
+UTF8 = {
+    "ascii": (b'{"a":"b"}', None),
+    "utf-8": ('{"a":"é😀"}'.encode(), None),
+    "invalid-byte": (b'{"\xff":1}', "at byte 2"),
+    "truncated-sequence": (b'{"a":"\xc3"}', "at byte 6"),
+}
+
+
+@pytest.mark.parametrize(("body", "error"), UTF8.values(), ids=UTF8.keys())
+def test_the_body_must_be_utf8(body: bytes, error: str | None) -> None:
+    if error is None:
+        check_body(body)
+    else:
+        with pytest.raises(InvalidRequestError, match=error):
+            check_body(body)

@@ -123,6 +123,35 @@ def test_bad_input_is_a_400_naming_it(
     assert error_lines(sidecar) == []
 
 
+def test_invalid_utf8_anywhere_is_a_400(sidecar: Any, http: httpx.Client) -> None:
+    # In a field the sidecar does not model (msgspec skips those unread): relayed, then refused
+    # by the model rewrite's parser, it was a 500.
+    body = (BASE + ',"\xff\xc3(":null}').encode("latin-1")
+    for chain in ("native", "default"):
+        response = http.post(
+            "/v1/messages",
+            content=body,
+            headers={"content-type": "application/json", "x-anyllm-chain": chain},
+        )
+        assert response.status_code == 400, response.text
+        assert "not valid UTF-8" in response.json()["error"]["message"]
+    assert error_lines(sidecar) == []
+
+
+def test_a_relayed_body_keeps_numbers_python_cannot_hold(
+    sidecar: Any, http: httpx.Client, module_upstream: Any
+) -> None:
+    # The native chain names another upstream model: the body is rewritten, and was parsed
+    # into Python values to do it (1e400 failed with a 500; 2**64 became a float).
+    module_upstream.control.reset()
+    body = BASE + f',"x":1e400,"y":{BIG}}}'
+    response = post(http, "/v1/messages", body, "native")
+    assert response.status_code == 200, response.text
+    (entry,) = module_upstream.control.log()
+    assert entry["body"]["model"] == "claude-upstream"
+    assert entry["body"]["x"] == float("inf") and entry["body"]["y"] == 2**64
+
+
 # Accepted: at the limit, and what the backends can encode.
 ACCEPTED = {
     "at-the-limit": ("/v1/messages", "default", BASE + ',"x":' + nested(MAX_DEPTH - 1) + "}"),

@@ -177,7 +177,8 @@ def test_fault_before_content_falls_back(
     if stream:
         assert seen.kinds[0] == "message_start" and seen.kinds[-1] == "message_stop"
         assert seen.kinds.count("message_start") == 1  # the failed attempt's was held back
-    log = upstream.control.wait_for(lambda entries: len(entries) == 2)
+    # Two requests; three when a reset met a reused connection and was sent again first.
+    log = upstream.control.wait_for(lambda entries: len(entries) >= 2)
     assert log[0]["outcome"] != "pending"  # the first request was finished or hung up on
     if fault.get("hang") or fault.get("delay") or fault.get("role_only_then_stall"):
         assert log[0]["disconnected"], "the sidecar did not cancel the request it gave up on"

@@ -147,10 +147,11 @@ def test_fallback_to_the_next_target(
     assert headers["x-anyllm-backend"] == "secondary"
     assert headers["x-anyllm-attempts"] == "2"
     seen = upstream.control.log()
-    assert [e["headers"]["authorization"] for e in seen] == [
-        f"Bearer {PRIMARY_KEY}",
-        f"Bearer {SECONDARY_KEY}",
-    ]
+    keys = [e["headers"]["authorization"] for e in seen]
+    if failure.get("reset") and len(keys) == 3:  # met on a reused connection: sent again first
+        assert keys[0] == keys[1] and seen[1]["outcome"] == "reset"
+        del keys[1]
+    assert keys == [f"Bearer {PRIMARY_KEY}", f"Bearer {SECONDARY_KEY}"]
 
 
 def test_a_400_stops_the_chain(client: anthropic.Anthropic, upstream: Any) -> None:

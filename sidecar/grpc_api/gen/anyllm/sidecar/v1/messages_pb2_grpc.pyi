@@ -9,6 +9,19 @@ tagged unions (`"type": "text" | "image" | ...`) as a `oneof` whose case names a
 `type` values, and free-form JSON (a tool's `input_schema`, a `tool_use` block's `input`) as
 `google.protobuf.Struct`.
 
+What the proto does not model yet still travels, as JSON (the escape hatch):
+- `raw` cases (`RawJson`: the object's `type` and its whole JSON) in the content block and
+  stream event unions and `raw_delta` in `ContentBlockDeltaEvent`: a block, event or delta
+  type this version of the proto does not know, in a request or an answer.
+- `extra_json` fields: a JSON object, in the JSON shape of the message that holds it, with the
+  fields its typed fields do not carry (e.g. `{"usage": {"new_counter": 3}}` on a `Message`).
+  On an answer the sidecar fills them with what the upstream sent beyond the proto; on a
+  request they are merged (deep, overriding typed fields of the same name) into the JSON the
+  sidecar sends an Anthropic-protocol upstream, and named in `x-anyllm-degradation` by a
+  translating one.
+- every enum that comes from upstream has a `raw_*` string beside it: the value as sent. A
+  value the enum does not know yet is `*_UNSPECIFIED` there, never an error.
+
 Conventions (AIP-140/126/149 and the buf style guide):
 - An empty string means "not set" for optional strings; `optional` is used only where zero is a
   meaningful value (temperature, top_p, top_k, is_error, cache token counts).

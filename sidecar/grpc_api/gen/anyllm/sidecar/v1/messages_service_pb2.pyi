@@ -59,6 +59,7 @@ class CreateMessageRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     THINKING_FIELD_NUMBER: _builtins.int
     OUTPUT_CONFIG_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model name; it selects the fallback chain unless `x-anyllm-chain` is given."""
     max_tokens: _builtins.int
@@ -68,6 +69,12 @@ class CreateMessageRequest(_message.Message):
     temperature: _builtins.float
     top_p: _builtins.float
     top_k: _builtins.int
+    extra_json: _builtins.str
+    """Request fields the typed ones do not carry, as a JSON object merged (deep, overriding) into
+    the request's JSON, e.g. `{"container": "...", "context_management": {...}}`. An
+    Anthropic-protocol upstream gets them as they are; a translating one names them in
+    `x-anyllm-degradation`.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_messages_pb2.InputMessage]:
         """The conversation; at least one message."""
@@ -105,10 +112,11 @@ class CreateMessageRequest(_message.Message):
         metadata: _messages_pb2.RequestMetadata | None = ...,
         thinking: _messages_pb2.ThinkingConfig | None = ...,
         output_config: _messages_pb2.OutputConfig | None = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "metadata", b"metadata", "output_config", b"output_config", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "model", b"model", "output_config", b"output_config", "stop_sequences", b"stop_sequences", "system", b"system", "system_blocks", b"system_blocks", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "tools", b"tools", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "extra_json", b"extra_json", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "model", b"model", "output_config", b"output_config", "stop_sequences", b"stop_sequences", "system", b"system", "system_blocks", b"system_blocks", "temperature", b"temperature", "thinking", b"thinking", "tool_choice", b"tool_choice", "tools", b"tools", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
@@ -140,8 +148,11 @@ class CountTokensRequest(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     THINKING_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     system: _builtins.str
+    extra_json: _builtins.str
+    """As CreateMessageRequest's `extra_json`."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_messages_pb2.InputMessage]: ...
     @_builtins.property
@@ -162,10 +173,11 @@ class CountTokensRequest(_message.Message):
         tools: _abc.Iterable[_messages_pb2.Tool] | None = ...,
         tool_choice: _messages_pb2.ToolChoice | None = ...,
         thinking: _messages_pb2.ThinkingConfig | None = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["thinking", b"thinking", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "system", b"system", "system_blocks", b"system_blocks", "thinking", b"thinking", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_json", b"extra_json", "messages", b"messages", "model", b"model", "system", b"system", "system_blocks", b"system_blocks", "thinking", b"thinking", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
