@@ -28,6 +28,7 @@ run: setup
 test: check interop e2e
 
 check: setup
+	bash scripts/ensure-redis.sh  # the shared-state tests run a real redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 interop: setup

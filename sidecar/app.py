@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -24,20 +25,15 @@ from sidecar.auth import TokenCheck
 from sidecar.backends import build_backend
 from sidecar.config import Config, ConfigError, load_config, parse_address
 from sidecar.engine.engine import Engine
-from sidecar.grpc_api.server import start_grpc_server
+from sidecar.engine.shared import SharedState
+from sidecar.grpc_api.server import SERVICE_NAME, start_grpc_server
 from sidecar.http_api.anthropic_door import AnthropicDoor
 from sidecar.http_api.asgi import HttpApp
 from sidecar.http_api.openai_door import OpenAIDoor
 from sidecar.http_api.ops import OPEN_PATHS, OpsRoutes
 from sidecar.logs import log
 from sidecar.observe import Telemetry
-
-
-class Lifecycle:
-    """Readiness shared by both surfaces."""
-
-    def __init__(self) -> None:
-        self.ready = False
+from sidecar.readiness import Readiness, watch_health
 
 
 class _HttpServer(uvicorn.Server):
@@ -70,7 +66,7 @@ def _address(sock: socket.socket) -> str:
 
 async def _drain(
     engine: Engine,
-    lifecycle: Lifecycle,
+    lifecycle: Readiness,
     health: HealthServicer,
     force: asyncio.Event,
     grace: float,
@@ -79,7 +75,7 @@ async def _drain(
     request that still arrives gets a retryable overloaded_error / UNAVAILABLE rather than a
     refused connection; in-flight requests get ``grace`` seconds. What is left then (or at a
     second signal) is ended with an explicit error to each caller."""
-    lifecycle.ready = False
+    lifecycle.started = False
     engine.draining = True
     await health.enter_graceful_shutdown()
     idle = asyncio.ensure_future(engine.wait_idle())
@@ -116,6 +112,28 @@ def _reload(current: Config, engine: Engine) -> None:
     log("reloaded", config=new.source, chains=engine.model_names())
 
 
+def _shared_state(config: Config, engine: Engine) -> SharedState | None:
+    """Breaker and rate-limit state shared through Redis (``state:``), or None: per pod."""
+    if config.state is None:
+        return None
+    from sidecar.shared_redis import RedisStore  # redis-py is imported only when configured
+
+    shared = SharedState(
+        RedisStore(config.state.redis, config.state.timeout),
+        prefix=config.state.key_prefix,
+        timeout=config.state.timeout,
+        breakers=engine.breakers,
+        limits=engine.limits,
+        targets=lambda: [t for c in engine.routes.chains.values() for t in c.members()],
+        owner=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    engine.loop.claim_probe = shared.claim_probe
+    shared.on_mode = lambda mode, error: log(
+        "shared_state", level=20 if mode == "shared" else 30, mode=mode, error=error
+    )
+    return shared
+
+
 async def serve(config: Config) -> int:
     """Run the sidecar until a signal; returns the process exit code."""
     loop = asyncio.get_running_loop()
@@ -131,7 +149,11 @@ async def serve(config: Config) -> int:
     )
     auth = TokenCheck(config.server.auth_tokens)
     telemetry.watch_breakers(engine.breakers.snapshot)
-    lifecycle = Lifecycle()
+    shared = _shared_state(config, engine)
+    lifecycle = Readiness(
+        engine, requires_upstream=config.server.ready_requires_upstream, shared=shared
+    )
+    telemetry.watch_traffic(engine.in_flight_by_target.counts, shared)
     if not auth.enabled and config.server.allow_unauthenticated_non_loopback:
         log(
             "unauthenticated_listener",
@@ -168,7 +190,10 @@ async def serve(config: Config) -> int:
                 report_degradations=config.server.report_degradations,
             ),
             OpsRoutes(
-                readiness=lifecycle, breakers=engine.breakers.snapshot, metrics=telemetry.render
+                readiness=lifecycle,
+                breakers=engine.breakers.snapshot,
+                metrics=telemetry.render,
+                details=lifecycle.details,
             ),
         ],
         max_body_bytes=config.server.max_body_bytes,
@@ -218,7 +243,13 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, _reload, config, engine)
 
-    lifecycle.ready = True
+    lifecycle.started = True
+    background = []
+    if shared is not None:
+        background.append(asyncio.create_task(shared.run()))
+    if config.server.ready_requires_upstream:
+        services = ("", SERVICE_NAME)
+        background.append(asyncio.create_task(watch_health(lifecycle, health, services)))
     grpc_host = config.server.grpc.rpartition(":")[0]
     log(
         "ready",
@@ -234,6 +265,11 @@ async def serve(config: Config) -> int:
     await _drain(engine, lifecycle, health, force, config.server.grace)
     http_server.should_exit = True
     await asyncio.gather(grpc_server.stop(1.0), http_task, return_exceptions=True)
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    if shared is not None:
+        await shared.aclose()
     await engine.aclose()
     waiter.cancel()
     log("stopped")

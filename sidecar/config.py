@@ -27,7 +27,7 @@ import yaml
 
 from sidecar.backends.registry import KINDS
 from sidecar.backends.settings import BackendSettings, HttpSettings
-from sidecar.engine.policy import Chain, Policy, Routes, Target
+from sidecar.engine.policy import Chain, Group, Policy, Routes, Step, Target
 
 
 class ConfigError(Exception):
@@ -48,6 +48,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Name what translation dropped or approximated (x-anyllm-degradation, metadata, metric).
     report_degradations: bool = True
     tls: TlsConfig | None = None  # serve both listeners over TLS with this certificate
+    # Readiness reflects the upstreams: not ready while every target of the default chain is
+    # open in its breaker (see README, "Readiness").
+    ready_requires_upstream: bool = False
 
 
 class TlsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -60,8 +63,25 @@ class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    targets: list[Target]
+    targets: list[Any]  # each a target or a group, converted one by one (see _step)
     policy: dict[str, Any] = {}
+
+
+class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Breaker and rate-limit state shared with every sidecar configured with the same Redis."""
+
+    redis: str  # redis://host:port/db (rediss:// for TLS)
+    key_prefix: str = "anyllm:"
+    timeout: float = 0.05  # seconds, the bound of every Redis call
+
+    def __post_init__(self) -> None:
+        if not self.redis.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("`redis` must be a redis://, rediss:// or unix:// URL")
+        if self.timeout <= 0:
+            raise ValueError("`timeout` must be a positive number of seconds")
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        return f"StateConfig(redis='***', key_prefix={self.key_prefix!r}, timeout={self.timeout})"
 
 
 class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -74,8 +94,9 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log: LogConfig = LogConfig()
     policy: dict[str, Any] = {}
     backends: dict[str, dict[str, Any]] = {}
-    chains: dict[str, list[Target] | ChainSpec | Any] = {}
+    chains: dict[str, list[Any] | ChainSpec | Any] = {}
     routes: list[Route] = []
+    state: StateConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +107,7 @@ class Config:
     routes: Routes
     source: str  # where it came from, for the start-up log
     demo: bool = False  # True when no real upstream is configured
+    state: StateConfig | None = None  # shared state through Redis; None: per-pod
 
     def with_server(self, server: ServerConfig) -> Config:
         return dataclasses.replace(self, server=server)
@@ -146,18 +168,14 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
     chains: dict[str, Chain] = {}
     specs = raw.chains or {"default": [Target(backend=name) for name in raw.backends]}
     for name, doc in specs.items():
-        spec = _convert(doc, list[Target] | ChainSpec, f"{source}: chains.{name}")
-        targets = spec.targets if isinstance(spec, ChainSpec) else spec
+        where = f"{source}: chains.{name}"
+        spec = _convert(doc, list[Any] | ChainSpec, where)
+        docs = spec.targets if isinstance(spec, ChainSpec) else spec
         overrides = spec.policy if isinstance(spec, ChainSpec) else {}
-        if not targets:
-            raise ConfigError(f"{source}: chains.{name}: a chain needs at least one target")
-        for i, target in enumerate(targets):
-            if target.backend not in backends:
-                known = ", ".join(sorted(backends))
-                raise ConfigError(
-                    f"{source}: chains.{name}[{i}].backend: unknown backend "
-                    f"{target.backend!r} (configured: {known})"
-                )
+        if not docs:
+            raise ConfigError(f"{where}: a chain needs at least one target")
+        at = f"{where}.targets" if isinstance(spec, ChainSpec) else where
+        targets = [_step(step, f"{at}[{i}]", backends) for i, step in enumerate(docs)]
         merged = {**raw.policy, **overrides}
         if isinstance(raw.policy.get("breaker"), dict) and isinstance(
             overrides.get("breaker"), dict
@@ -206,7 +224,22 @@ def build_config(data: Any, source: str, environ: Mapping[str, str] | None = Non
         routes=Routes([(r.match, r.chain) for r in raw.routes], chains),
         source=source,
         demo=demo,
+        state=raw.state,
     )
+
+
+def _step(doc: Any, where: str, backends: Mapping[str, Any]) -> Step:
+    """One chain step: a target ``{backend: ...}`` or a group ``{group: [...], strategy: ...}``."""
+    step: Step = _convert(doc, Group if isinstance(doc, dict) and "group" in doc else Target, where)
+    members = step.group if isinstance(step, Group) else (step,)
+    for j, target in enumerate(members):
+        if target.backend not in backends:
+            known = ", ".join(sorted(backends))
+            path = f"{where}.group[{j}]" if isinstance(step, Group) else where
+            raise ConfigError(
+                f"{path}.backend: unknown backend {target.backend!r} (configured: {known})"
+            )
+    return step
 
 
 def _backend(doc: dict[str, Any], where: str, environ: Mapping[str, str]) -> BackendSettings:

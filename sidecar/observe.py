@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sidecar.engine.outcome import Outcome
@@ -39,6 +39,37 @@ class _BreakerCollector(Collector):
         for target, state in self._snapshot().items():
             family.add_metric([target], _BREAKER_VALUES.get(str(state["state"]), 0.0))
         yield family
+
+
+class _TrafficCollector(Collector):
+    """Per-target requests in flight and the shared state's errors, read at scrape time."""
+
+    def __init__(self, in_flight: dict[str, int], shared: Any) -> None:
+        self._in_flight = in_flight
+        self._shared = shared
+
+    def collect(self) -> Iterator[Any]:
+        family = GaugeMetricFamily(
+            "anyllm_upstream_in_flight",
+            "Requests in flight per target (an attempt, or a stream being relayed).",
+            labels=["target"],
+        )
+        for target, n in sorted(self._in_flight.items()):
+            family.add_metric([target], float(n))
+        yield family
+        errors = CounterMetricFamily(
+            "anyllm_state_errors",
+            "Shared-state (Redis) calls that failed or ran past state.timeout; each one leaves "
+            "that round to per-pod state.",
+        )
+        errors.add_metric([], float(0 if self._shared is None else self._shared.errors))
+        yield errors
+        mode = GaugeMetricFamily(
+            "anyllm_state_shared",
+            "1 while breaker and rate-limit state is shared through Redis, 0 while per pod.",
+        )
+        mode.add_metric([], 1.0 if self._shared is not None and self._shared.healthy else 0.0)
+        yield mode
 
 
 class Telemetry:
@@ -127,6 +158,26 @@ class Telemetry:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.skipped = Counter(
+            "anyllm_skipped",
+            "Targets passed over without an attempt, by reason (breaker_open, rate_limited).",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.hedges = Counter(
+            "anyllm_hedges",
+            "Hedged requests by chain and outcome: won (the hedge answered), lost (the first "
+            "attempt did), failed (both failed).",
+            ["chain", "outcome"],
+            registry=r,
+        )
+        self.upstream_ttft = Histogram(
+            "anyllm_upstream_ttft_seconds",
+            "Streams: one attempt's time to its first content (the commit point), per target.",
+            ["target"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.degradations = Counter(
             "anyllm_degradations",
             "Features dropped or approximated in translation, by feature.",
@@ -145,6 +196,10 @@ class Telemetry:
 
     def watch_breakers(self, snapshot: Callable[[], dict[str, dict[str, object]]]) -> None:
         self.registry.register(_BreakerCollector(snapshot))
+
+    def watch_traffic(self, in_flight: dict[str, int], shared: Any = None) -> None:
+        """Per-target in-flight counts (the engine's live dict) and the shared state."""
+        self.registry.register(_TrafficCollector(in_flight, shared))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -185,9 +240,15 @@ class Telemetry:
             child(self.attempt_seconds, self._c_attempt_seconds, attempt.target).observe(
                 attempt.duration
             )
-            if attempt.outcome != "ok" and i + 1 < len(outcome.attempts):
+            if outcome.kind == "stream" and attempt.outcome == "ok":
+                self.upstream_ttft.labels(attempt.target).observe(attempt.duration)
+            if attempt.outcome not in ("ok", "hedge_lost") and i + 1 < len(outcome.attempts):
                 reason = f"http_{attempt.status}" if attempt.status else attempt.outcome
                 self.fallbacks.labels(outcome.chain, attempt.target, reason).inc()
+        for skip in outcome.skipped:
+            self.skipped.labels(skip["target"], skip["reason"]).inc()
+        if outcome.hedge is not None:
+            self.hedges.labels(outcome.chain, outcome.hedge).inc()
         if outcome.ttft is not None:
             child(self.ttft_seconds, self._c_ttft, outcome.chain).observe(outcome.ttft)
         if outcome.answered_target is not None and outcome.kind != "count_tokens":
@@ -231,6 +292,7 @@ class Telemetry:
                     for a in outcome.attempts
                 ],
                 skipped=outcome.skipped or None,
+                hedge=outcome.hedge,
                 pool_wait_ms=round(sum(s for _, s in outcome.pool_waits) * 1000, 2)
                 if outcome.pool_waits
                 else None,

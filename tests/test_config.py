@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sidecar.config import ConfigError, build_config, load_config
+from sidecar.engine.policy import Group, Target
 
 GOOD = """
 server: {http: "127.0.0.1:8080", grpc: "127.0.0.1:50051"}
@@ -88,6 +89,72 @@ BAD = [
         id="policy-negative",
     ),
     pytest.param({"backends": {}}, "at least one backend", id="no-backends"),
+    *(
+        pytest.param(
+            {"backends": {"p": {"kind": "demo"}, "q": {"kind": "demo"}}, **doc},
+            expected,
+            id=name,
+        )
+        for name, doc, expected in [
+            (
+                "group-unknown-backend",
+                {"chains": {"default": [{"group": [{"backend": "p"}, {"backend": "zz"}]}]}},
+                "chains.default[0].group[1].backend: unknown backend 'zz'",
+            ),
+            (
+                "group-unknown-key",
+                {"chains": {"default": [{"group": [{"backend": "p"}], "stratgy": "x"}]}},
+                "chains.default[0]: Object contains unknown field `stratgy`",
+            ),
+            (
+                "group-bad-strategy",
+                {"chains": {"default": [{"group": [{"backend": "p"}], "strategy": "random"}]}},
+                "chains.default[0].strategy",
+            ),
+            (
+                "group-empty",
+                {"chains": {"default": [{"group": []}]}},
+                "a group needs at least one target",
+            ),
+            (
+                "group-member-unknown-key",
+                {"chains": {"default": {"targets": [{"group": [{"backend": "p", "wieght": 2}]}]}}},
+                "chains.default.targets[0].group[0]: Object contains unknown field `wieght`",
+            ),
+            (
+                "weight-not-positive",
+                {"chains": {"default": [{"group": [{"backend": "p", "weight": 0}]}]}},
+                "`weight` must be a positive number",
+            ),
+            (
+                "rpm-zero",
+                {"chains": {"default": [{"backend": "p", "rpm": 0}]}},
+                "chains.default[0]: `rpm` must be at least 1",
+            ),
+            (
+                "hedge-budget-out-of-range",
+                {
+                    "chains": {
+                        "default": {"targets": [{"backend": "p"}], "policy": {"hedge_budget": 0}}
+                    }
+                },
+                "chains.default.policy: `hedge_budget` must be in (0, 1]",
+            ),
+            (
+                "hedge-after-negative",
+                {"policy": {"hedge_after": -1}},
+                "policy: `hedge_after` must be a positive number of seconds",
+            ),
+            ("state-unknown-key", {"state": {"redis": "redis://x", "prefix": "a"}}, "state"),
+            ("state-bad-url", {"state": {"redis": "http://x"}}, "`redis` must be a redis://"),
+            (
+                "state-timeout",
+                {"state": {"redis": "redis://127.0.0.1:1", "timeout": 0}},
+                "`timeout` must be a positive",
+            ),
+            ("server-unknown-key", {"server": {"ready_requires_upstreams": True}}, "server"),
+        ]
+    ),
 ]
 
 
@@ -262,3 +329,46 @@ def test_listening_beyond_loopback_needs_tokens_or_an_opt_in(
         return
     with pytest.raises(ConfigError, match=error):
         build_config(doc, "c.yaml", {})
+
+
+def test_groups_limits_hedging_and_state_load() -> None:
+    doc = {
+        "server": {"ready_requires_upstream": True},
+        "backends": {"eu": {"kind": "demo"}, "us": {"kind": "demo"}, "last": {"kind": "demo"}},
+        "state": {"redis": "redis://:hunter2@127.0.0.1:6379/0"},
+        "chains": {
+            "default": {
+                "targets": [
+                    {"group": [{"backend": "eu"}, {"backend": "us", "weight": 2, "rpm": 60}]},
+                    {"backend": "last", "tpm": 1000},
+                ],
+                "policy": {"hedge_after": 1.5},
+            },
+            "latency": [{"group": [{"backend": "eu"}, {"backend": "us"}], "strategy": "latency"}],
+        },
+    }
+    config = build_config(doc, "conf.yaml", {})
+    chain = config.routes.chains["default"]
+    group, last = chain.targets
+    assert isinstance(group, Group) and group.strategy == "weighted"
+    assert [(t.backend, t.weight, t.rpm) for t in group.group] == [
+        ("eu", 1.0, None),
+        ("us", 2.0, 60),
+    ]
+    assert isinstance(last, Target) and last.tpm == 1000
+    assert [t.backend for t in chain.members()] == ["eu", "us", "last"]
+    assert (chain.policy.hedge_after, chain.policy.hedge_budget) == (1.5, 0.1)
+    assert config.server.ready_requires_upstream is True
+    assert config.state is not None
+    assert (config.state.key_prefix, config.state.timeout) == ("anyllm:", 0.05)
+    assert "hunter2" not in repr(config.state)
+    assert config.routes.chains["latency"].targets[0].strategy == "latency"  # type: ignore[union-attr]
+
+
+def test_the_traffic_example_loads() -> None:
+    env = {k: "x" for k in ("VLLM_KEY", "EU_KEY", "US_KEY", "ANTHROPIC_API_KEY")}
+    config = load_config(str(Path(__file__).parent.parent / "config" / "traffic.yaml"), env)
+    chain = config.routes.chains["default"]
+    assert [type(step).__name__ for step in chain.targets] == ["Group", "Group", "Target"]
+    assert len(chain.members()) == 6 and chain.policy.hedge_after == 1.5
+    assert config.state is not None and config.server.ready_requires_upstream

@@ -46,8 +46,18 @@ LAYERS = [
     ),
     pytest.param(
         "sidecar.engine.engine",
-        ("httpx", "grpc", "uvicorn", "sidecar.config", *CONCRETE_BACKENDS, *SURFACES),
+        ("httpx", "grpc", "uvicorn", "redis", "sidecar.config", *CONCRETE_BACKENDS, *SURFACES),
         id="engine-knows-only-the-backend-protocol",
+    ),
+    pytest.param(
+        "sidecar.engine.shared",
+        ("redis", "httpx", "grpc", "uvicorn", "sidecar.config", *CONCRETE_BACKENDS, *SURFACES),
+        id="shared-state-logic-knows-only-its-store-protocol",
+    ),
+    pytest.param(
+        "sidecar.translate.ratelimit_headers",
+        ("asyncio", "sidecar.engine", "sidecar.backends", "httpx", "aiohttp"),
+        id="rate-limit-headers-are-pure",
     ),
     pytest.param(
         "sidecar.backends.openai",

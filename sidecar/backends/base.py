@@ -13,14 +13,22 @@ A stream that is complete ends with ``message_stop``; a backend raises ``Upstrea
 INCOMPLETE)`` instead of ending quietly when the upstream stopped early, and ``STREAM_ERROR`` for
 an in-band error frame. Whatever the request lost in translation is appended to ``notes``
 (feature names for the degradation list).
+
+``RESPONSE_HEADERS`` is how an attempt learns the upstream's rate-limit headers without a wider
+protocol: the engine sets it to a fresh list for each attempt (in the attempt's own task), and
+the HTTP layer (``backends/http.py``) appends the rate-limit headers of every answer it reads,
+success or error, with ``report_response_headers``. Unset (a backend used on its own), nothing
+is recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
+from contextvars import ContextVar
 from typing import Protocol
 
 from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount
+from sidecar.translate.ratelimit_headers import RATE_LIMIT_PREFIXES
 
 
 class Backend(Protocol):
@@ -46,3 +54,19 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Close pooled connections."""
         ...
+
+
+RESPONSE_HEADERS: ContextVar[list[tuple[str, str]] | None] = ContextVar(
+    "anyllm_response_headers", default=None
+)
+
+
+def report_response_headers(headers: Mapping[str, str]) -> None:
+    """Record the rate-limit headers of an upstream answer for the engine's current attempt."""
+    sink = RESPONSE_HEADERS.get()
+    if sink is None:
+        return
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith(RATE_LIMIT_PREFIXES):
+            sink.append((lower, value))

@@ -38,6 +38,7 @@ import yarl
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 
+from .base import report_response_headers
 from .settings import HttpSettings
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -226,6 +227,7 @@ class UpstreamSession:
         async with await self._post(backend, path, body, headers, connect_timeout) as response:
             with map_client_errors(backend, started=True):
                 content = await response.read()
+            report_response_headers(response.headers)
             if response.status >= 400:
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
             if headers_out is not None:
@@ -274,6 +276,7 @@ class UpstreamSession:
         """
         response = await self._post(backend, path, body, headers, connect_timeout)
         try:
+            report_response_headers(response.headers)
             if response.status >= 400:
                 with map_client_errors(backend, started=True):
                     content = await response.read()

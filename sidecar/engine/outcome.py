@@ -9,8 +9,11 @@ the request runs and only read after.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from sidecar.errors import SidecarError
 
 # Metadata keys, the same on HTTP (headers) and gRPC (metadata); lower case as gRPC requires.
 BACKEND_KEY = "x-anyllm-backend"
@@ -20,6 +23,14 @@ EXHAUSTED_KEY = "x-anyllm-fallback-exhausted"
 CHAIN_KEY = "x-anyllm-chain"
 REQUEST_ID_KEY = "x-request-id"
 SHOULD_RETRY_KEY = "x-should-retry"
+HEDGED_KEY = "x-anyllm-hedged"
+
+
+class Skip(TypedDict):
+    """A target passed over without an attempt."""
+
+    target: str  # "backend/model"
+    reason: str  # "breaker_open" | "rate_limited"
 
 
 @dataclasses.dataclass(slots=True)
@@ -29,6 +40,9 @@ class Attempt:
     outcome: str  # "ok", or a FailureKind value ("status", "connect", ...)
     status: int | None
     duration: float  # seconds
+    # The attempt's failure, kept for the exhausted error and logs (None: it answered, or it
+    # was a hedge that lost: outcome "hedge_lost").
+    error: SidecarError | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -44,7 +58,9 @@ class Outcome:
     answered_target: str | None = None  # backend/model
     exhausted: bool = False
     degradations: list[str] = dataclasses.field(default_factory=list)
-    skipped: list[str] = dataclasses.field(default_factory=list)  # targets with an open breaker
+    skipped: list[Skip] = dataclasses.field(default_factory=list)  # passed over, and why
+    # Hedging: None (not hedged), "won" (the hedge answered) or "lost" (the first one did).
+    hedge: str | None = None
     ttft: float | None = None  # streams: seconds from the start to the commit point
     # Waits for a slot of a backend's max_connections: (backend, seconds), only those that
     # had to wait; and the local limit that refused the request, if one did ("pool").
@@ -67,6 +83,8 @@ class Outcome:
             items.append((DEGRADATION_KEY, degradation_header(self.degradations)))
         if self.exhausted:
             items.append((EXHAUSTED_KEY, "true"))
+        if self.hedge is not None:
+            items.append((HEDGED_KEY, "true"))
         items += self.upstream_headers
         return items
 

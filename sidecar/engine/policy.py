@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import Literal
 
 import msgspec
 
@@ -45,6 +46,11 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     move_on: tuple[int, ...] = DEFAULT_MOVE_ON  # upstream statuses that move to the next target
     stop_on: tuple[int, ...] = ()  # statuses that stop the chain even if listed in move_on
     on_context_overflow: str | None = None  # chain to continue with when the context is too long
+    # Hedging (engine/hedge.py): when an attempt has not committed after ``hedge_after`` seconds,
+    # the next target starts in parallel; at most ``hedge_budget`` of the chain's requests of
+    # the last 60 s are hedged. None: never.
+    hedge_after: float | None = None
+    hedge_budget: float = 0.1
 
     def __post_init__(self) -> None:
         for name in (
@@ -62,21 +68,65 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ValueError(f"`{name}` must be 0 or more seconds")
         if self.retries < 0:
             raise ValueError("`retries` must be 0 or more")
+        if self.hedge_after is not None and self.hedge_after <= 0:
+            raise ValueError("`hedge_after` must be a positive number of seconds")
+        if not 0 < self.hedge_budget <= 1:
+            raise ValueError("`hedge_budget` must be in (0, 1]")
 
 
 class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backend: str
     model: str | None = None  # the upstream model name; None: the request's own
+    weight: float = 1.0  # its share within a group (strategy ``weighted``)
+    rpm: int | None = None  # requests per sliding 60 s this sidecar sends it (engine/limits.py)
+    tpm: int | None = None  # tokens (input + output) per sliding 60 s
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ValueError("`weight` must be a positive number")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be at least 1")
 
     @property
     def label(self) -> str:
         return f"{self.backend}/{self.model}" if self.model else self.backend
 
 
+Strategy = Literal["weighted", "least_busy", "latency"]
+
+
+class Group(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A chain step of several targets, one chosen per request by ``strategy``
+    (engine/balance.py); the others are tried after it before the chain's next step."""
+
+    group: tuple[Target, ...]
+    strategy: Strategy = "weighted"
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            raise ValueError("a group needs at least one target")
+
+    @property
+    def label(self) -> str:
+        return "group(" + ",".join(t.label for t in self.group) + ")"
+
+
+Step = Target | Group
+
+
 class Chain(msgspec.Struct, frozen=True):
     name: str
-    targets: tuple[Target, ...]
+    targets: tuple[Step, ...]  # the steps, in order: a target, or a group of them
     policy: Policy
+
+    def members(self) -> tuple[Target, ...]:
+        """Every target of the chain, groups flattened, in order."""
+        out: list[Target] = []
+        for step in self.targets:
+            out += step.group if isinstance(step, Group) else (step,)
+        return tuple(out)
 
 
 class Routes:

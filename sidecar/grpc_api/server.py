@@ -46,7 +46,7 @@ from grpc_status import rpc_status
 
 from sidecar.auth import TokenCheck
 from sidecar.engine.api import EngineApi, EngineStreamApi
-from sidecar.engine.outcome import ATTEMPTS_KEY, BACKEND_KEY, EXHAUSTED_KEY
+from sidecar.engine.outcome import ATTEMPTS_KEY, BACKEND_KEY, EXHAUSTED_KEY, HEDGED_KEY
 from sidecar.errors import (
     AuthenticationError,
     InternalError,
@@ -233,6 +233,8 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
             reply = message_reply(message)
         except Exception as exc:
             await _abort(context, exc, incoming.request_id)
+        if outcome.hedge is not None:  # as on streams, a hedge is told in the initial metadata
+            await context.send_initial_metadata(((HEDGED_KEY, "true"),))
         context.set_trailing_metadata(outcome.metadata())
         return reply
 

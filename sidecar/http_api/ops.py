@@ -1,8 +1,9 @@
 """The operational routes: liveness, readiness, Prometheus metrics, and two debug views.
 
 ``/healthz``, ``/readyz`` and ``/metrics`` are open (probes and scrapers reach them without a
-token); ``/debug/breakers`` shows every target's circuit breaker, ``/debug/tasks`` the tasks
-alive in the loop (a leak check for load tests).
+token); ``/readyz?verbose=1`` answers each target's breaker and rate-limit state as JSON.
+``/debug/breakers`` shows every target's circuit breaker, ``/debug/tasks`` the tasks alive in
+the loop (a leak check for load tests).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ class OpsRoutes:
         readiness: Readiness,
         breakers: Callable[[], Any],
         metrics: Callable[[], bytes] | None = None,
+        details: Callable[[], Any] | None = None,
     ) -> None:
         self._readiness = readiness
         self._breakers = breakers
         self._metrics = metrics
+        self._details = details  # the body of /readyz?verbose=1
 
     def routes(self) -> Mapping[tuple[str, str], Handler]:
         return {
@@ -58,10 +61,17 @@ class OpsRoutes:
         await send_json(exchange.send, 200, b'{"status":"ok"}', [])
 
     async def _readyz(self, exchange: Exchange) -> None:
-        if self._readiness.ready:
+        ready = self._readiness.ready
+        status = 200 if ready else 503
+        query = exchange.scope.get("query_string", b"")
+        if self._details is not None and b"verbose=1" in query.split(b"&"):
+            await send_json(exchange.send, status, json_encoder.encode(self._details()), [])
+        elif ready:
             await send_json(exchange.send, 200, b'{"status":"ready"}', [])
         else:
-            await send_json(exchange.send, 503, b'{"status":"draining"}', [])
+            reason = getattr(self._readiness, "ready_status", "draining")
+            body = json_encoder.encode({"status": reason})
+            await send_json(exchange.send, 503, body, [])
 
     async def _breakers_json(self, exchange: Exchange) -> None:
         await send_json(exchange.send, 200, json_encoder.encode(self._breakers()), [])

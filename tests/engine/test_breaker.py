@@ -60,3 +60,24 @@ def test_release_frees_the_probe_without_a_verdict() -> None:
     breakers.release("a")  # e.g. the caller cancelled
     assert breakers.wait_time("a") == 0.0
     assert breakers.snapshot()["a"]["state"] == "open"
+
+
+def test_transitions_are_told_for_shared_state_and_remote_views_applied() -> None:
+    clock = Clock()
+    breakers = Breakers(clock)
+    told: list[tuple[str, float | None, float]] = []
+    breakers.on_change = lambda key, until, cooldown: told.append((key, until, cooldown))
+    breakers.failure("a", threshold=1, cooldown=10)
+    assert told == [("a", 1010.0, 10)]
+    clock.now += 10
+    assert breakers.is_probe("a")
+    breakers.acquire("a")
+    assert not breakers.is_probe("a")  # half-open: the probe is out
+    breakers.apply_remote("a", 5000.0, 10)  # our own probe's verdict comes first
+    assert breakers.state("a").value == "half_open"
+    breakers.success("a")
+    assert told[-1] == ("a", None, 0.0)
+    breakers.apply_remote("b", clock.now + 7, 7)  # another sidecar opened b
+    assert breakers.wait_time("b") == 7.0 and len(told) == 2  # not echoed back
+    breakers.apply_remote("b", None, 0)  # ... and closed it
+    assert breakers.wait_time("b") == 0.0 and breakers.state("b").value == "closed"

@@ -408,7 +408,7 @@ async def test_open_breaker_skips_the_target_until_the_probe() -> None:
     assert engine.breakers.snapshot()["a/up-a"]["state"] == "open"
     _, outcome = await engine.create(call())
     assert a.calls == 2  # skipped
-    assert outcome.skipped == ["a/up-a"]
+    assert outcome.skipped == [{"target": "a/up-a", "reason": "breaker_open"}]
     assert outcome.answered_by == "b"
     time.now += 30
     _, outcome = await engine.create(call())  # the probe succeeds
