@@ -208,7 +208,7 @@ class Engine:
             )
             answer = await _bounded(answering, t.backend.name, t.end, t.deadline)
             if call.openai_notes and not is_relayed_chat(answer):
-                t.notes += call.openai_notes  # this target was sent the door's translation
+                t.notes.extend(call.openai_notes)  # this target was sent the translation
             return answer
 
         won = await self._admission.observed(
@@ -244,7 +244,7 @@ class Engine:
                 await close_quietly(events)
                 raise
             if call.openai_notes and not is_relayed_chat(held[0]):
-                t.notes += call.openai_notes  # this target was sent the door's translation
+                t.notes.extend(call.openai_notes)  # this target was sent the translation
             return Committed(events, held, t.end, t.policy, t.backend.name)
 
         won = await self._admission.observed(

@@ -1,4 +1,4 @@
-"""Fuzzing the real process: mutated valid requests over HTTP (the Anthropic door) and gRPC.
+"""Fuzzing the real process: mutated valid requests over HTTP (both doors) and gRPC.
 
 Each case starts from a valid request (plain, with tools, a tool round trip, system blocks, an
 image, thinking; streamed or not) and mutates it a few times: a value replaced by any JSON (big
@@ -9,11 +9,15 @@ message descriptors (any field, any value of its type, unknown enum values, deep
 serialized bytes. The chain is an OpenAI-compatible one (translated) or the Anthropic one
 (relayed), both served by the healthy fake upstream.
 
+The OpenAI door (``/v1/chat/completions``) gets the same mutations of valid Chat Completions
+requests, relayed (an OpenAI-compatible chain) or translated (the Anthropic one).
+
 Whatever is sent: never a 5xx (or INTERNAL / UNKNOWN / UNAVAILABLE), never an empty reply, the
-Anthropic error shape on every 4xx, streams that end with ``message_stop``; and at the end no
-ERROR line or traceback in the sidecar's log, and the process still serving. Examples are
-derandomized, so a CI run is repeatable; ``ANYLLM_FUZZ_EXAMPLES=5000`` runs a longer search and
-``ANYLLM_FUZZ_RANDOM=1`` a new one each time (hypothesis prints how to reproduce a failure).
+door's own error shape on every 4xx, streams that end properly (``message_stop``; ``[DONE]``);
+and at the end no ERROR line or traceback in the sidecar's log, and the process still serving.
+Examples are derandomized, so a CI run is repeatable; ``ANYLLM_FUZZ_EXAMPLES=5000`` runs a
+longer search and ``ANYLLM_FUZZ_RANDOM=1`` a new one each time (hypothesis prints how to
+reproduce a failure).
 """
 
 from __future__ import annotations
@@ -138,11 +142,75 @@ def _slots(doc: Any, out: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     return out
 
 
+CHAT_USER = {"role": "user", "content": "what is the weather in Paris?"}
+CHAT_SEEDS: list[dict[str, Any]] = [
+    {"model": "m", "messages": [CHAT_USER]},
+    {
+        "model": "m",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_completion_tokens": 64,
+        "messages": [{"role": "system", "content": "Be brief."}, CHAT_USER],
+    },
+    {
+        "model": "m",
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "parameters": WEATHER_TOOL["input_schema"],
+                },
+            }
+        ],
+        "tool_choice": "auto",
+        "temperature": 0.5,
+        "stop": ["END"],
+        "messages": [
+            CHAT_USER,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "P"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        ],
+    },
+    {
+        "model": "m",
+        "stream": True,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "w", "schema": {"type": "object"}},
+        },
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
+                ],
+            }
+        ],
+    },
+]
+
+
 @st.composite
-def json_requests(draw: st.DrawFn) -> bytes:
-    doc = copy.deepcopy(draw(st.sampled_from(SEEDS)))
+def json_requests(draw: st.DrawFn, seeds: list[dict[str, Any]] = SEEDS) -> bytes:
+    doc = copy.deepcopy(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(0, 3))):
-        container, key = draw(st.sampled_from(_slots(doc, [])))
+        slots = _slots(doc, [])
+        if not slots:  # every key was dropped: {} is mutated enough
+            break
+        container, key = draw(st.sampled_from(slots))
         op = draw(
             st.sampled_from([*["replace"] * 2, "drop", *["add"] * 3, "deep", *["odd-text"] * 2])
         )
@@ -234,6 +302,40 @@ def test_http_mutations(
     encoded = {k: v.encode("utf-8") for k, v in sent.items()}
     response = http.post(path, content=body, headers=encoded)
     check_http_answer(response, stream=b'"stream": true' in body)
+
+
+def check_openai_answer(response: httpx.Response) -> None:
+    assert response.status_code < 500, response.text[:500]
+    assert response.content, f"empty reply with status {response.status_code}"
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert isinstance(error["message"], str) and error["message"], error
+        assert isinstance(error["type"], str), error
+        assert {"param", "code"} <= set(error), error
+    elif response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert data and data[-1] == "[DONE]", data[-3:]
+        assert not any('"error"' in d[:12] for d in data), data
+    else:
+        doc = response.json()
+        assert doc.get("object") == "chat.completion" and doc["choices"], doc
+
+
+@FUZZ
+@given(
+    body=json_requests(CHAT_SEEDS),
+    headers=HEADERS,
+    chain=st.sampled_from(["default", "native", None]),
+)
+def test_openai_door_mutations(
+    http: httpx.Client, body: bytes, headers: dict[str, str], chain: str | None
+) -> None:
+    sent = {"content-type": "application/json", **headers}
+    sent.pop("anthropic-version", None)  # an OpenAI client sends none
+    if chain is not None:
+        sent["x-anyllm-chain"] = chain
+    encoded = {k: v.encode("utf-8") for k, v in sent.items()}
+    check_openai_answer(http.post("/v1/chat/completions", content=body, headers=encoded))
 
 
 # --------------------------------------------------------------------------- gRPC mutations
