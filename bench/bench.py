@@ -65,22 +65,50 @@ OPENAI_DOOR = {
     "openai-anthropic": "anthropic",  # translated: OpenAI door -> anthropic backend
     "openai-anthropic-stream": "anthropic-stream",
 }
-MODES = ("nonstream", "stream", "long", "anthropic", "anthropic-stream", *OPENAI_DOOR)
+MODES = (
+    "nonstream",
+    "stream",
+    "long",
+    "anthropic",
+    "anthropic-stream",
+    "bedrock",
+    "bedrock-stream",
+    *OPENAI_DOOR,
+)
 TARGETS = ("direct", "http", "grpc")
 # The mock's ports, relative to --mock-port (see mock_nginx.py), and the sidecar chain per
 # upstream mode.
-MOCK_OFFSET = {"nonstream": 0, "stream": 1, "long": 2, "anthropic": 3, "anthropic-stream": 4}
+MOCK_OFFSET = {
+    "nonstream": 0,
+    "stream": 1,
+    "long": 2,
+    "anthropic": 3,
+    "anthropic-stream": 4,
+    "bedrock": 3,  # InvokeModel answers the Anthropic message JSON
+    "bedrock-stream": 5,  # AWS event-stream frames
+}
 CHAIN = {
     "nonstream": "bench-json",
     "stream": "bench-sse",
     "long": "bench-long",
     "anthropic": "bench-anthropic-json",
     "anthropic-stream": "bench-anthropic-sse",
+    "bedrock": "bench-bedrock-json",
+    "bedrock-stream": "bench-bedrock-stream",
 }
 # Modes whose upstream speaks Anthropic (the native backend: relayed, not translated).
 ANTHROPIC_MODES = frozenset({"anthropic", "anthropic-stream"})
+# Modes through the bedrock backend (SigV4-signed by botocore, event-stream decoded, relayed).
+BEDROCK_MODES = frozenset({"bedrock", "bedrock-stream"})
 STREAM_MODES = frozenset(
-    {"stream", "long", "anthropic-stream", "openai-stream", "openai-anthropic-stream"}
+    {
+        "stream",
+        "long",
+        "anthropic-stream",
+        "bedrock-stream",
+        "openai-stream",
+        "openai-anthropic-stream",
+    }
 )
 
 
@@ -465,6 +493,21 @@ class Setup:
 def http_target(setup: Setup, target: str, mode: str) -> HttpTarget:
     stream = mode in STREAM_MODES
     door, mode = mode in OPENAI_DOOR, upstream_mode(mode)
+    if target == "direct" and mode in BEDROCK_MODES:  # unsigned: the mock does not check
+        return HttpTarget(
+            url_host="127.0.0.1",
+            port=setup.mock_port + MOCK_OFFSET[mode],
+            path="/model/mock-model/" + ("invoke-with-response-stream" if stream else "invoke"),
+            headers=(("content-type", "application/json"),),
+            body=json.dumps(
+                {
+                    "anthropic_version": "bedrock-2023-05-31",
+                    "max_tokens": 256,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                }
+            ).encode(),
+            expect=b":event-type" if stream else b'"content"',
+        )
     if target == "direct" and mode in ANTHROPIC_MODES:
         return HttpTarget(
             url_host="127.0.0.1",
@@ -742,13 +785,20 @@ def verdicts(summary: dict[tuple[str, int, str], dict[str, Any]], long_chunks: i
 
 def cmd_config(args: argparse.Namespace) -> None:
     base = args.mock_port
+
+    def backend(mode: str, port: int) -> str:
+        url = f"http://127.0.0.1:{port}"
+        if mode in BEDROCK_MODES:  # fake static keys: signed for real, never checked
+            return (
+                f'{{kind: bedrock, region: us-east-1, base_url: "{url}",'
+                " aws_access_key_id: AKIDBENCHMARK, aws_secret_access_key: bench-secret}"
+            )
+        if mode in ANTHROPIC_MODES:
+            return f'{{kind: anthropic, base_url: "{url}", api_key: "sk-mock"}}'
+        return f'{{kind: openai, base_url: "{url}/v1", api_key: "sk-mock"}}'
+
     backends = "\n".join(
-        f'  mock-{mode}: {{kind: anthropic, base_url: "http://127.0.0.1:{base + off}",'
-        ' api_key: "sk-mock"}'
-        if mode in ANTHROPIC_MODES
-        else f'  mock-{mode}: {{kind: openai, base_url: "http://127.0.0.1:{base + off}/v1",'
-        ' api_key: "sk-mock"}'
-        for mode, off in MOCK_OFFSET.items()
+        f"  mock-{mode}: {backend(mode, base + off)}" for mode, off in MOCK_OFFSET.items()
     )
     chains = "\n".join(f"  {CHAIN[mode]}: [{{backend: mock-{mode}}}]" for mode in MOCK_OFFSET)
     text = (

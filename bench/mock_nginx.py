@@ -11,6 +11,9 @@ beyond what nginx needs), plus ``GET /health`` and ``GET /status`` (nginx ``stub
     BASE+3  an Anthropic ``message`` JSON (the sidecar's native backend, relayed)
     BASE+4  an Anthropic Messages SSE stream: message_start, a text block with 10 deltas,
             message_delta, message_stop (15 events)
+    BASE+5  the same 15 events as Bedrock's InvokeModelWithResponseStream sends them: AWS
+            event-stream frames (prelude, headers, CRCs), each a ``chunk`` with the event's JSON
+            base64-encoded in ``bytes`` (served from the njs module: the frames are binary)
 
 The sidecar routes to them by model name (one backend and chain per port, see ``bench.py``),
 so neither nginx nor the sidecar has to look at ``"stream"`` to pick the answer. Bodies that
@@ -25,7 +28,10 @@ prints the path of the written ``nginx.conf``.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +144,34 @@ def anthropic_sse(n: int = 10) -> str:
     return "".join(f"event: {e['type']}\ndata: {_dumps(e)}\n\n" for e in events)
 
 
+def _event_stream_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: prelude (lengths, CRC32), string headers, payload, CRC32."""
+    encoded = b"".join(
+        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v)) + v.encode()
+        for k, v in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def bedrock_event_stream(n: int = 10) -> bytes:
+    """``anthropic_sse(n)``'s events as Bedrock streams them."""
+    headers = {
+        ":event-type": "chunk",
+        ":content-type": "application/json",
+        ":message-type": "event",
+    }
+    out = b""
+    for block in anthropic_sse(n).split("\n\n"):
+        for line in block.splitlines():
+            if line.startswith("data: "):
+                data = base64.b64encode(line[6:].encode()).decode()
+                out += _event_stream_frame(headers, _dumps({"bytes": data}).encode())
+    return out
+
+
 def _literal(body: str) -> str:
     """An nginx single-quoted string."""
     if "$" in body or "'" in body:
@@ -145,8 +179,10 @@ def _literal(body: str) -> str:
     return "'" + body.replace("\\", "\\\\").replace("\n", "\\n") + "'"
 
 
-def _server(port: int, content_type: str, body: str, njs_function: str) -> str:
-    if len(body) <= MAX_RETURN_BYTES:
+def _server(port: int, content_type: str, body: str | None, njs_function: str) -> str:
+    """A port answering every POST with ``body`` (or, when it is None or too long for one
+    config token, with what the njs function returns)."""
+    if body is not None and len(body) <= MAX_RETURN_BYTES:
         content = f"default_type {content_type};\n            return 200 {_literal(body)};"
     else:
         content = f"js_content mock.{njs_function};"
@@ -167,20 +203,26 @@ def write_config(run_dir: Path, base_port: int, long_chunks: int) -> Path:
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     long_sse = openai_sse(long_chunks)
-    needs_njs = len(long_sse) > MAX_RETURN_BYTES
+    needs_njs = True  # the Bedrock stream is binary: only njs serves it
     if needs_njs and not NJS_MODULE.exists():
         raise SystemExit(
             f"mock_nginx: the {len(long_sse)} B long stream needs the njs module ({NJS_MODULE}); "
             "apt-get install libnginx-mod-http-js"
         )
+    frames = base64.b64encode(bedrock_event_stream()).decode()
     js = "\n".join(
         [
             f"var LONG_SSE = {json.dumps(long_sse)};",
+            f"var BEDROCK = Buffer.from({json.dumps(frames)}, 'base64');",
             "function longSse(r) {",
             "  r.headersOut['Content-Type'] = 'text/event-stream';",
             "  r.return(200, LONG_SSE);",
             "}",
-            "export default { longSse };",
+            "function bedrock(r) {",
+            "  r.headersOut['Content-Type'] = 'application/vnd.amazon.eventstream';",
+            "  r.return(200, BEDROCK);",
+            "}",
+            "export default { longSse, bedrock };",
             "",
         ]
     )
@@ -212,6 +254,7 @@ http {{
 {_server(base_port + 2, "text/event-stream", long_sse, "longSse")}
 {_server(base_port + 3, "application/json", anthropic_json(), "json")}
 {_server(base_port + 4, "text/event-stream", anthropic_sse(), "sse")}
+{_server(base_port + 5, "application/vnd.amazon.eventstream", None, "bedrock")}
 }}
 """
     path = run_dir / "nginx.conf"

@@ -100,7 +100,7 @@ nginx_pid=$!
 started $! sidecar
 sidecar_pid=$!
 
-"$PY" bench/bench.py wait-mock --port "$MOCK_PORT" --count 5 --pid "$nginx_pid" \
+"$PY" bench/bench.py wait-mock --port "$MOCK_PORT" --count 6 --pid "$nginx_pid" \
   || { cat "$RUN/nginx/error.log" "$RUN/nginx.log" >&2 2>/dev/null; exit 1; }
 read -r http_addr grpc_addr < <("$PY" bench/bench.py wait-ready --log "$RUN/sidecar.log" \
   --pid "$sidecar_pid" --timeout 60) || { tail -20 "$RUN/sidecar.log" >&2; exit 1; }
