@@ -1,29 +1,17 @@
-"""The internal types: the Anthropic Messages API shapes, as frozen msgspec structs.
+"""The Anthropic Messages API shapes, as frozen msgspec structs (``sidecar.model`` re-exports
+them).
 
-Both surfaces decode into these types and the engine and backends pass them around; nothing
-else is used between layers. msgspec does the validation while it decodes (one pass over the
-bytes, errors that name the JSON path), and encodes them back to the exact wire shape.
-
-Content blocks, sources, deltas and stream events are tagged unions on their ``type`` field, so
-an unknown ``type`` is rejected by the decoder with the path of the offending value. Request-side
-structs omit unset optional fields when encoded (``omit_defaults``); the response ``Message``
-keeps ``stop_reason``/``stop_sequence`` present even when null, as the Anthropic API does.
-
-``Call`` is what a surface hands to the engine: the decoded request plus what came with it
-(request id, chosen chain, deadline, headers to pass to a native Anthropic upstream).
-
-Dialects. A call is in Anthropic's dialect, or in OpenAI's (it came through the OpenAI door:
-``Call.openai_body``). Either way ``request`` is an Anthropic request, what every target that
-does not speak the caller's dialect is sent, so the engine routes, validates and falls back the
-same way. What comes back is ours (``Message``, ``StreamEvent``: translated), or an upstream's
-own bytes in the caller's dialect with the little the engine reads of them: ``RawMessage`` and
-``RawEvent`` from an Anthropic-protocol upstream, ``RawChatCompletion`` and ``RawChatChunk``
-from an OpenAI-compatible one to an OpenAI caller (DESIGN.md, "Dialects").
+msgspec does the validation while it decodes (one pass over the bytes, errors that name the
+JSON path), and encodes them back to the exact wire shape. Content blocks, sources, deltas and
+stream events are tagged unions on their ``type`` field, so an unknown ``type`` is rejected by
+the strict decoder with the path of the offending value (``translate.anthropic_request`` then
+decodes leniently). Request-side structs omit unset optional fields when encoded
+(``omit_defaults``); the response ``Message`` keeps ``stop_reason``/``stop_sequence`` present
+even when null, as the Anthropic API does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 import msgspec
@@ -344,207 +332,9 @@ StreamEvent = (
 )
 
 
-def is_content_event(event: StreamItem) -> bool:
-    """True for events that carry real content: the first one is the streaming commit point.
-
-    A delta, or the start of a block that is content by itself (a tool call, a server tool's
-    block, a redacted thinking block, or a text/thinking block that starts non-empty).
-    ``message_start``, pings, empty block starts and event types we do not know are not: they
-    are held back until content arrives. A relayed OpenAI chunk says so itself.
-    """
-    if type(event) is RawChatChunk:
-        return event.content
-    if type(event) is RawEvent:
-        view = event.view
-        if view.type == "content_block_delta":
-            return True
-        if view.type != "content_block_start" or view.content_block is None:
-            return False
-        kind = view.content_block.type
-        if kind == "text":
-            return bool(view.content_block.text)
-        if kind == "thinking":
-            return bool(view.content_block.thinking)
-        return True
-    if isinstance(event, ContentBlockDelta):
-        return True
-    if isinstance(event, ContentBlockStart):
-        block = event.content_block
-        if isinstance(block, TextBlock):
-            return bool(block.text)
-        if isinstance(block, ThinkingBlock):
-            return bool(block.thinking)
-        return True
-    return False
-
-
-# --------------------------------------------------------------------------- relayed answers
-
-
-class BlockView(msgspec.Struct, frozen=True):
-    """What the engine reads of a content block it relays: its type, whether it has content."""
-
-    type: str
-    text: str | None = None
-    thinking: str | None = None
-
-
-class DeltaView(msgspec.Struct, frozen=True):
-    type: str | None = None  # content_block_delta's delta
-    stop_reason: str | None = None  # message_delta's delta
-
-
-class UsageView(msgspec.Struct, frozen=True):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-
-
-class MessageView(msgspec.Struct, frozen=True):
-    type: str
-    stop_reason: str | None = None
-    usage: UsageView | None = None
-
-
-class ErrorView(msgspec.Struct, frozen=True):
-    type: str = "api_error"
-    message: str = ""
-
-
-class EventView(msgspec.Struct, frozen=True):
-    """The little the engine reads of one relayed stream event. Every value is an opaque
-    string or number: an event, block, delta type or stop reason this sidecar has never heard
-    of decodes as well as a known one, and fields it does not name are skipped."""
-
-    type: str
-    index: int | None = None
-    content_block: BlockView | None = None
-    delta: DeltaView | None = None
-    message: MessageView | None = None
-    usage: UsageView | None = None
-    error: ErrorView | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawEvent:
-    """One event of an upstream's own Anthropic stream, to relay as the upstream sent it.
-
-    ``headers``: on the first event of a stream, the upstream response headers a caller
-    should see (``anthropic-*``, ``request-id``)."""
-
-    type: str
-    data: bytes  # the event's JSON, byte for byte
-    view: EventView
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawMessage:
-    """An upstream's own Anthropic answer, to relay as the upstream sent it."""
-
-    body: bytes  # the message JSON, byte for byte
-    view: MessageView
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawChatChunk:
-    """One frame of an OpenAI-compatible upstream's own stream, to relay to an OpenAI caller
-    as the upstream sent it, with what the engine reads of it (``backends.openai_wire``)."""
-
-    data: bytes  # the frame's payload, byte for byte: a chunk's JSON, or ``[DONE]``
-    content: bool = False  # carries content: the first such frame is the commit point
-    done: bool = False  # the end of a complete stream (``[DONE]``)
-    input_tokens: int | None = None  # usage, when the frame carries it
-    output_tokens: int | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawChatCompletion:
-    """An OpenAI-compatible upstream's own ``chat.completion``, to relay to an OpenAI caller."""
-
-    body: bytes  # the completion JSON, byte for byte
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-
-
-# What a stream carries: our own events (translated), or an upstream's relayed as they are.
-StreamItem = StreamEvent | RawEvent | RawChatChunk
-# What ``create`` answers: our own message (translated), or an upstream's relayed as it is.
-Answer = Message | RawMessage | RawChatCompletion
-
-
-def is_stop(event: StreamItem) -> bool:
-    """True for ``message_stop`` (or a relayed OpenAI ``[DONE]``), the end of a complete stream."""
-    if type(event) is RawEvent:
-        return event.type == "message_stop"
-    if type(event) is RawChatChunk:
-        return event.done
-    return type(event) is MessageStop
-
-
-def answer_usage(answer: Answer) -> tuple[int | None, int | None]:
-    """Input and output tokens of an answer, as far as it says."""
-    if type(answer) is RawMessage:
-        usage = answer.view.usage
-        return (None, None) if usage is None else (usage.input_tokens, usage.output_tokens)
-    if type(answer) is RawChatCompletion:
-        return answer.input_tokens, answer.output_tokens
-    assert isinstance(answer, Message)
-    return answer.usage.input_tokens, answer.usage.output_tokens
-
-
-def is_relayed_chat(first: Answer | StreamItem) -> bool:
-    """Whether an answer (or a stream's first item) is an OpenAI-compatible upstream's own, in
-    an OpenAI caller's dialect: then nothing of the caller's request was translated."""
-    return type(first) is RawChatCompletion or type(first) is RawChatChunk
-
-
-# --------------------------------------------------------------------------- the call
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Call:
-    """One request as the engine sees it, whichever surface it came from."""
-
-    request: MessagesRequest
-    request_id: str
-    chain: str | None = None  # x-anyllm-chain: a configured chain chosen by the caller
-    deadline: float | None = None  # absolute, on the event loop's clock (loop.time())
-    # Headers a native Anthropic upstream should see (anthropic-version, anthropic-beta).
-    passthrough_headers: tuple[tuple[str, str], ...] = ()
-    # The caller's JSON body when it came over HTTP: relayed as is to a native upstream.
-    raw_body: bytes | None = None
-    surface: str = "http"  # which front door it came through (for metrics and logs)
-    # What was left out of ``request`` because the model does not know it (``block:TYPE``,
-    # ``tool:TYPE``, ``thinking:TYPE``...): still in ``raw_body`` for a native upstream, named
-    # in the degradation list by a translating one.
-    unmodelled: tuple[str, ...] = ()
-    # An OpenAI-dialect call (the OpenAI door): the caller's Chat Completions body, relayed as
-    # is (model rewritten) by an OpenAI-compatible target. ``request`` is its translation, sent
-    # to every other target, and ``raw_body`` is None. ``openai_notes``: what that translation
-    # dropped or approximated, named in the degradation list unless the answer was relayed.
-    openai_body: bytes | None = None
-    openai_notes: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CountCall:
-    """One token-count request as the engine sees it (see ``Call``)."""
-
-    request: CountTokensRequest
-    request_id: str
-    chain: str | None = None
-    passthrough_headers: tuple[tuple[str, str], ...] = ()
-    raw_body: bytes | None = None
-    surface: str = "http"
-    unmodelled: tuple[str, ...] = ()
-
-
 # One decoder / encoder each, built once: msgspec compiles the type on construction.
 request_decoder = msgspec.json.Decoder(MessagesRequest)
 count_tokens_decoder = msgspec.json.Decoder(CountTokensRequest)
 message_decoder = msgspec.json.Decoder(Message)
 event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)
-event_view_decoder = msgspec.json.Decoder(EventView)
-message_view_decoder = msgspec.json.Decoder(MessageView)
 json_encoder = msgspec.json.Encoder()
