@@ -4,6 +4,11 @@
 #   bench/run.sh                 full run: 5 modes x C=1,16 x {direct,http,grpc} x 2 rounds (~7 min)
 #   bench/run.sh --quick         1 round, shorter runs (~1 min)
 #   bench/run.sh --profile       also record a py-spy profile of the sidecar (numbers perturbed)
+#   bench/run.sh --shapes-only   only the real shapes (shapes.py: paced streams, request sizes,
+#                                the servers' floors); --no-shapes: only the modes of bench.py
+#                                (arguments after -- go to bench.py run and skip the shapes,
+#                                or with --shapes-only go to shapes.py)
+#   bench/run.sh --shapes-only -- --parts paced --paced-streams 1000   extra shapes.py arguments
 #   bench/run.sh [--quick] -- -m stream -c 1      extra arguments go to `bench.py run`
 #
 # Installs what is missing (nginx-light + libnginx-mod-http-js from Debian, the project .venv,
@@ -21,15 +26,20 @@ LONG_CHUNKS=${BENCH_LONG_CHUNKS:-200}
 SIDECAR_CPU=${BENCH_SIDECAR_CPU:-1}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
 MAX_SECONDS=${BENCH_MAX_SECONDS:-600}
+PACED_PORT=${BENCH_PACED_PORT:-18020}
+PACED_EVENTS=${BENCH_PACED_EVENTS:-50}
+PACED_INTERVAL_MS=${BENCH_PACED_INTERVAL_MS:-100}
 PY=$ROOT/.venv/bin/python
 
-quick=0 profile=0 extra=()
+quick=0 profile=0 shapes=1 modes=1 extra=()
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
     --profile) profile=1 ;;
-    --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --shapes-only) modes=0 ;;
+    --no-shapes) shapes=0 ;;
+    --) shift; extra=("$@"); ((modes)) && shapes=0; break ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (extra bench.py arguments go after --)" >&2; exit 2 ;;
   esac
   shift
@@ -95,7 +105,18 @@ conf=$("$PY" bench/mock_nginx.py --run-dir "$RUN/nginx" --base-port "$MOCK_PORT"
 started $! "mock nginx"
 nginx_pid=$!
 
-"$PY" bench/bench.py config --mock-port "$MOCK_PORT" --out "$RUN/sidecar.yaml"
+if ((shapes)); then
+  # the paced upstream on the client cpu (it is the model's side); the floors on the sidecar's
+  "${pin_client[@]}" "$PY" bench/paced_mock.py --port "$PACED_PORT" --events "$PACED_EVENTS" \
+    --interval-ms "$PACED_INTERVAL_MS" >"$RUN/paced_mock.log" 2>&1 </dev/null &
+  started $! "paced mock"
+  "${pin_sidecar[@]}" "$PY" bench/floor.py >"$RUN/floor.log" 2>&1 </dev/null &
+  started $! "floor servers"
+  floor_pid=$!
+fi
+
+"$PY" bench/bench.py config --mock-port "$MOCK_PORT" --paced-port "$PACED_PORT" \
+  --out "$RUN/sidecar.yaml"
 "${pin_sidecar[@]}" "$PY" -m sidecar --config "$RUN/sidecar.yaml" >"$RUN/sidecar.log" 2>&1 </dev/null &
 started $! sidecar
 sidecar_pid=$!
@@ -113,13 +134,28 @@ if ((profile)); then
   profiler_pid=$!
 fi
 
+stamp=$(date +%Y%m%d-%H%M%S)
 args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid" --mock-port "$MOCK_PORT"
   --mock-pid "$nginx_pid" --long-chunks "$LONG_CHUNKS"
-  --out "$RUN/results-$(date +%Y%m%d-%H%M%S).json")
+  --out "$RUN/results-$stamp.json")
 if ((quick)); then args+=(--rounds 1 --duration 2 --warmup 0.5 --prime 1 --pause 0.2); fi
 status=0
-timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/bench.py run "${args[@]}" "${extra[@]}" \
-  || status=$?
+if ((modes)); then
+  timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/bench.py run "${args[@]}" \
+    "${extra[@]}" || status=$?
+fi
+if ((shapes)); then
+  for _ in $(seq 100); do grep -q '^ready' "$RUN/floor.log" 2>/dev/null && break; sleep 0.1; done
+  read -r _ floor_http_port floor_grpc_port < <(grep '^ready' "$RUN/floor.log") \
+    || { cat "$RUN/floor.log" >&2; exit 1; }
+  shape_args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid"
+    --floor-http "127.0.0.1:$floor_http_port" --floor-grpc "127.0.0.1:$floor_grpc_port"
+    --floor-pid "$floor_pid" --events "$PACED_EVENTS" --interval-ms "$PACED_INTERVAL_MS"
+    --out "$RUN/shapes-$stamp.json")
+  if ((quick)); then shape_args+=(--rounds 1 --duration 2 --warmup 0.5); fi
+  timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/shapes.py "${shape_args[@]}" \
+    "${extra[@]}" || status=$?
+fi
 
 if ((profile)); then
   kill -INT "$profiler_pid" 2>/dev/null || true  # py-spy writes its output on SIGINT
