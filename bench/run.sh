@@ -10,6 +10,9 @@
 #                                or with --shapes-only go to shapes.py)
 #   bench/run.sh --shapes-only -- --parts paced --paced-streams 1000   extra shapes.py arguments
 #   bench/run.sh [--quick] -- -m stream -c 1      extra arguments go to `bench.py run`
+#   bench/run.sh --peers         (`make bench-peers`) only the peers: installs LiteLLM's proxy and
+#                                Portkey's gateway (peers.sh), runs them pinned beside the sidecar
+#                                on the same mock (peers.py); arguments after -- go to peers.py
 #
 # Installs what is missing (nginx-light + libnginx-mod-http-js from Debian, the project .venv,
 # py-spy for --profile), starts the canned nginx mock upstream on 127.0.0.1 (BENCH_MOCK_PORT,
@@ -31,15 +34,16 @@ PACED_EVENTS=${BENCH_PACED_EVENTS:-50}
 PACED_INTERVAL_MS=${BENCH_PACED_INTERVAL_MS:-100}
 PY=$ROOT/.venv/bin/python
 
-quick=0 profile=0 shapes=1 modes=1 extra=()
+quick=0 profile=0 shapes=1 modes=1 peers=0 extra=()
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
     --profile) profile=1 ;;
     --shapes-only) modes=0 ;;
     --no-shapes) shapes=0 ;;
-    --) shift; extra=("$@"); ((modes)) && shapes=0; break ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --peers) peers=1 modes=0 shapes=0 ;;
+    --) shift; extra=("$@"); if ((modes)); then shapes=0; fi; break ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (extra bench.py arguments go after --)" >&2; exit 2 ;;
   esac
   shift
@@ -61,6 +65,10 @@ if [[ ! -x $PY ]] || ! "$PY" -c 'import sidecar, grpc, uvloop' 2>/dev/null; then
   say "setting up .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet -e '.[dev]'
+fi
+if ((peers)); then
+  bench/peers.sh
+  PEERS=${BENCH_PEERS:-$HOME/.cache/anyllm-bench-peers}
 fi
 if ((profile)) && [[ ! -x .venv/bin/py-spy ]]; then
   say "installing py-spy into .venv"
@@ -127,6 +135,37 @@ read -r http_addr grpc_addr < <("$PY" bench/bench.py wait-ready --log "$RUN/side
   --pid "$sidecar_pid" --timeout 60) || { tail -20 "$RUN/sidecar.log" >&2; exit 1; }
 say "sidecar http=$http_addr grpc=$grpc_addr pid=$sidecar_pid (cpu ${SIDECAR_CPU}); client cpu $CLIENT_CPU"
 
+if ((peers)); then
+  LITELLM_PORT=${BENCH_LITELLM_PORT:-18400} PORTKEY_PORT=${BENCH_PORTKEY_PORT:-18787}
+  "$PY" bench/peers.py litellm-config --mock-port "$MOCK_PORT" --out "$RUN/litellm.yaml"
+  # offline, no database, no telemetry, no auth: the bare proxy path
+  env -u DATABASE_URL -u LITELLM_MASTER_KEY LITELLM_LOCAL_MODEL_COST_MAP=True \
+    LITELLM_TELEMETRY=False LITELLM_LOG=ERROR DISABLE_ADMIN_UI=True NO_DOCS=True NO_REDOC=True \
+    LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true \
+    "${pin_sidecar[@]}" "$PEERS/litellm-venv/bin/litellm" --config "$RUN/litellm.yaml" \
+    --host 127.0.0.1 --port "$LITELLM_PORT" --num_workers 1 >"$RUN/litellm.log" 2>&1 </dev/null &
+  started $! "litellm proxy"
+  litellm_pid=$!
+  portkey_js=$PEERS/portkey/node_modules/@portkey-ai/gateway/build/start-server.js
+  # a patched copy beside the original, so its imports resolve (see peers.py patch_portkey)
+  "$PY" bench/peers.py portkey-patch "$portkey_js" "${portkey_js%.js}.bench.js"
+  NODE_ENV=production "${pin_sidecar[@]}" node --require "$ROOT/bench/node_loopback.cjs" \
+    "${portkey_js%.js}.bench.js" --port="$PORTKEY_PORT" --headless >"$RUN/portkey.log" 2>&1 \
+    </dev/null &
+  started $! "portkey gateway"
+  portkey_pid=$!
+  for port in "$LITELLM_PORT" "$PORTKEY_PORT"; do
+    for i in $(seq 1800); do
+      curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break
+      kill -0 "$litellm_pid" "$portkey_pid" 2>/dev/null \
+        || { tail -20 "$RUN/litellm.log" "$RUN/portkey.log" >&2; exit 1; }
+      ((i < 1800)) || { echo "run.sh: nothing answers on 127.0.0.1:$port" >&2; exit 1; }
+      sleep 0.1
+    done
+  done
+  say "litellm pid $litellm_pid port $LITELLM_PORT, portkey pid $portkey_pid port $PORTKEY_PORT"
+fi
+
 if ((profile)); then
   "${pin_client[@]}" .venv/bin/py-spy record --pid "$sidecar_pid" --nonblocking --rate 200 \
     --format raw --output "$RUN/profile.txt" >"$RUN/py-spy.log" 2>&1 </dev/null &
@@ -165,5 +204,13 @@ if ((profile)); then
   else
     say "py-spy wrote no profile; see $RUN/py-spy.log"
   fi
+fi
+if ((peers)); then
+  peer_args=(--http "$http_addr" --sidecar-pid "$sidecar_pid" --mock-port "$MOCK_PORT"
+    --litellm-port "$LITELLM_PORT" --litellm-pid "$litellm_pid"
+    --portkey-port "$PORTKEY_PORT" --portkey-pid "$portkey_pid" --out "$RUN/peers-$stamp.json")
+  if ((quick)); then peer_args+=(--rounds 1 --duration 2 --warmup 0.5 --prime 1); fi
+  timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/peers.py run "${peer_args[@]}" \
+    "${extra[@]}" || status=$?
 fi
 exit "$status"

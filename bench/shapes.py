@@ -136,17 +136,22 @@ def _channel(address: str) -> grpc.aio.Channel:
 # --------------------------------------------------------------------------- closed loops
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its children (a peer may run workers)."""
+    return bench.pids_cpu_seconds([pid, *bench.children_of(pid)])
+
+
 async def closed_loop(
     pid: int,
     workers: Callable[[Recorder], Iterable[Awaitable[None]]],
     warmup: float,
     duration: float,
 ) -> dict[str, Any]:
-    cpu0 = proc_cpu_seconds(pid)
+    cpu0 = tree_cpu_seconds(pid)
     t0 = time.perf_counter()
     rec = Recorder(t_measure=t0 + warmup, t_stop=t0 + warmup + duration)
     await asyncio.wait_for(asyncio.gather(*workers(rec)), warmup + duration + 60)
-    cpu = proc_cpu_seconds(pid) - cpu0
+    cpu = tree_cpu_seconds(pid) - cpu0
     totals = sorted(rec.totals)
     return {
         "rps": round(len(totals) / duration, 1),
