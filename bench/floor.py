@@ -13,7 +13,10 @@ Neither reads the request beyond what the framework does, nor calls anything: th
 the per-call cost of grpc.aio and of uvicorn themselves, so the sidecar's gRPC overhead can be
 reported above its floor and compared with the HTTP surface's overhead above its own.
 
-Prints ``ready HTTP_PORT GRPC_PORT`` once both listen. Usage: ``python bench/floor.py``.
+Beside the plain gRPC floor, one more grpc.aio server per entry of ``VARIANTS`` (server options
+to try, and the sidecar's trailing metadata on every reply), so their cost is measured the same
+way in the same run. Prints ``ready HTTP_PORT GRPC_PORT`` once all listen, then
+``variant NAME PORT`` for each. Usage: ``python bench/floor.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,21 @@ from sidecar.grpc_api.gen.anyllm.sidecar.v1 import (
 )
 
 MAX_MESSAGE = 32 << 20
+# name -> (extra server options, trailing metadata on each reply)
+TRAILING = (
+    ("x-anyllm-backend", "mock-anthropic"),
+    ("x-anyllm-attempts", "1"),
+    ("x-anyllm-chain", "bench-anthropic-json"),
+    ("x-anyllm-route", "name"),
+    ("x-request-id", "0123456789abcdef0123456789abcdef"),
+)
+VARIANTS: dict[str, tuple[list[tuple[str, Any]], tuple[tuple[str, str], ...]]] = {
+    "compression off (explicit)": ([("grpc.default_compression_algorithm", 0)], ()),
+    "so_reuseport 0": ([("grpc.so_reuseport", 0)], ()),
+    "optimization_target throughput": ([("grpc.optimization_target", "throughput")], ()),
+    "max_concurrent_streams 1000": ([("grpc.max_concurrent_streams", 1000)], ()),
+    "+ the sidecar's 5 trailing metadata": ([], TRAILING),
+}
 
 
 def _message() -> pb.Message:
@@ -75,11 +93,14 @@ def _events() -> list[pb.StreamEvent]:
 
 
 class FloorServicer(spb_grpc.MessagesServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, trailing: tuple[tuple[str, str], ...] = ()) -> None:
         self.message = _message()
         self.events = _events()
+        self.trailing = trailing
 
     async def CreateMessage(self, request: Any, context: Any) -> pb.Message:
+        if self.trailing:
+            context.set_trailing_metadata(self.trailing)
         return self.message
 
     async def StreamMessage(self, request: Any, context: Any) -> None:
@@ -112,6 +133,13 @@ async def main_async() -> None:
     spb_grpc.add_MessagesServiceServicer_to_server(FloorServicer(), server)
     grpc_port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    variants = []
+    for name, (extra, trailing) in VARIANTS.items():
+        variant = grpc.aio.server(options=options + extra)
+        spb_grpc.add_MessagesServiceServicer_to_server(FloorServicer(trailing), variant)
+        port = variant.add_insecure_port("127.0.0.1:0")
+        await variant.start()
+        variants.append((name, port, variant))
     config = uvicorn.Config(
         asgi,
         host="127.0.0.1",
@@ -131,6 +159,8 @@ async def main_async() -> None:
         await asyncio.sleep(0.05)
     http_port = http.servers[0].sockets[0].getsockname()[1]
     print(f"ready {http_port} {grpc_port}", flush=True)
+    for name, port, _ in variants:
+        print(f"variant {name}\t{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,6 +169,8 @@ async def main_async() -> None:
     http.should_exit = True
     await task
     await server.stop(0)
+    for _, _, variant in variants:
+        await variant.stop(0)
 
 
 def main() -> None:

@@ -189,7 +189,7 @@ if ((shapes)); then
     || { cat "$RUN/floor.log" >&2; exit 1; }
   shape_args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid"
     --floor-http "127.0.0.1:$floor_http_port" --floor-grpc "127.0.0.1:$floor_grpc_port"
-    --floor-pid "$floor_pid" --events "$PACED_EVENTS" --interval-ms "$PACED_INTERVAL_MS"
+    --floor-pid "$floor_pid" --floor-log "$RUN/floor.log" --events "$PACED_EVENTS" --interval-ms "$PACED_INTERVAL_MS"
     --out "$RUN/shapes-$stamp.json")
   if ((quick)); then shape_args+=(--rounds 1 --duration 2 --warmup 0.5); fi
   timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/shapes.py "${shape_args[@]}" \

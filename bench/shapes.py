@@ -59,6 +59,13 @@ FILLER = "the quick brown fox reads a file and edits a function then runs the te
 WORDS = FILLER.split()
 
 
+def proc_system_seconds(pid: int) -> float:
+    """stime of a process: the kernel's share (syscalls, the TCP stack) of its CPU."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return int(stat[stat.rfind(")") + 2 :].split()[12]) / bench.CLK_TCK
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -154,7 +161,7 @@ async def closed_loop(
     cpu = tree_cpu_seconds(pid) - cpu0
     totals = sorted(rec.totals)
     return {
-        "rps": round(len(totals) / duration, 1),
+        "rps": round(len(totals) / duration, 1) if duration else 0.0,
         "p50_ms": round(1000 * (bench.percentile(totals, 50) or 0), 3),
         "p99_ms": round(1000 * (bench.percentile(totals, 99) or 0), 3),
         "cpu_ms_per_req": round(1000 * cpu / max(1, rec.completed), 4),
@@ -282,15 +289,19 @@ async def paced_batch(args: argparse.Namespace, surface: str, streams: int) -> d
     one = one_http if surface == "http" else one_grpc
     if surface == "grpc":  # connect the channels before the clock starts
         await asyncio.gather(*(c.channel_ready() for c in channels))
+    idle0 = proc_cpu_seconds(pid)
+    await asyncio.sleep(1.0)  # the sidecar's own background CPU (grpc's threads, timers)
+    idle_rate = proc_cpu_seconds(pid) - idle0
     rss0 = rss_kb(pid)
     peak = [rss0]
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample_rss(pid, peak, stop))
-    cpu0 = proc_cpu_seconds(pid)
+    cpu0, sys0 = proc_cpu_seconds(pid), proc_system_seconds(pid)
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(streams)), return_exceptions=False)
     wall = time.perf_counter() - t0
     cpu = proc_cpu_seconds(pid) - cpu0
+    kernel = proc_system_seconds(pid) - sys0
     stop.set()
     await sampler
     for c in channels:
@@ -305,6 +316,8 @@ async def paced_batch(args: argparse.Namespace, surface: str, streams: int) -> d
         "cpu_s": round(cpu, 3),
         "cpu_pct": round(100 * cpu / wall, 1),
         "us_per_event": round(1e6 * cpu / upstream_events, 2),
+        "us_per_event_above_idle": round(1e6 * (cpu - idle_rate * wall) / upstream_events, 2),
+        "kernel_share": round(kernel / cpu, 2) if cpu else 0.0,
         "ms_per_stream": round(1e3 * cpu / streams, 3),
         "rss_kb_per_stream": round((peak[0] - rss0) / streams, 1),
         "errors": len(errors),
@@ -330,7 +343,15 @@ async def part_paced(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"  paced {surface:4s} N={streams:<5d} {r}", flush=True)
                 await asyncio.sleep(0.5)
             row = dict(rounds[0])
-            for key in ("us_per_event", "ms_per_stream", "rss_kb_per_stream", "cpu_pct"):
+            keys = (
+                "us_per_event",
+                "us_per_event_above_idle",
+                "kernel_share",
+                "ms_per_stream",
+                "rss_kb_per_stream",
+                "cpu_pct",
+            )
+            for key in keys:
                 row[key] = round(_median(rounds, key), 2)
             row["errors"] = sum(r["errors"] for r in rounds)
             row["spread_us_per_event"] = round(
@@ -386,6 +407,18 @@ async def part_sizes(args: argparse.Namespace) -> list[dict[str, Any]]:
                         ),
                     }
                 )
+    return out
+
+
+def read_variants(log: str) -> list[tuple[str, int]]:
+    """The option variants floor.py serves (its ``variant NAME<TAB>PORT`` lines)."""
+    if not log or not Path(log).exists():
+        return []
+    out = []
+    for line in Path(log).read_text().splitlines():
+        if line.startswith("variant "):
+            name, _, port = line.removeprefix("variant ").rpartition("\t")
+            out.append((name, int(port)))
     return out
 
 
@@ -462,10 +495,24 @@ async def part_floor(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ),
             ),
         }
+        if not stream:  # the grpc.aio options and the trailing metadata, on the unary floor
+            for name, port in read_variants(args.floor_log):
+                cells[f"grpc floor, {name}"] = (
+                    args.floor_pid,
+                    lambda p=port: run_grpc(
+                        args.floor_pid,
+                        f"127.0.0.1:{p}",
+                        bench.grpc_request("floor"),
+                        False,
+                        16,
+                        args.warmup,
+                        args.duration,
+                    ),
+                )
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cells}
         names = list(cells)
         for rnd in range(args.rounds):
-            for name in names[rnd % 4 :] + names[: rnd % 4]:
+            for name in names[rnd % len(names) :] + names[: rnd % len(names)]:
                 r = await cells[name][1]()
                 rounds[name].append(r)
                 print(f"  floor {kind:6s} {name:22s} {r}", flush=True)
@@ -491,14 +538,15 @@ def render(
             "### Paced streams (relayed Anthropic backend, ~50 upstream events per stream, one per"
             " write)",
             "",
-            "| surface | streams | events recv/stream | sidecar CPU µs/event | ms/stream | CPU % |"
-            " RSS KB/stream | errors | µs/event spread |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| surface | streams | events recv/stream | sidecar CPU µs/event | above idle |"
+            " kernel share | ms/stream | CPU % | RSS KB/stream | errors | µs/event spread |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in paced:
             lines.append(
                 f"| {r['surface']} | {r['streams']} | {r['events_per_stream_received']} |"
-                f" {r['us_per_event']} | {r['ms_per_stream']} | {r['cpu_pct']} |"
+                f" {r['us_per_event']} | {r['us_per_event_above_idle']} | {r['kernel_share']} |"
+                f" {r['ms_per_stream']} | {r['cpu_pct']} |"
                 f" {r['rss_kb_per_stream']} | {r['errors']} | {r['spread_us_per_event']} |"
             )
         lines.append("")
@@ -605,6 +653,7 @@ def main() -> None:
     parser.add_argument("--floor-http", default="")
     parser.add_argument("--floor-grpc", default="")
     parser.add_argument("--floor-pid", type=int, default=0)
+    parser.add_argument("--floor-log", default="", help="floor.py's stdout (its variants)")
     parser.add_argument("--parts", default="paced,sizes,floor")
     parser.add_argument("--paced-streams", default="100,1000")
     parser.add_argument("--events", type=int, default=50, help="as given to paced_mock.py")
