@@ -7,7 +7,10 @@ One process (uvloop, pinned by ``run.sh`` on the sidecar's cpu) serving, on 127.
   writes 15 canned events (message_start, content_block_start, 10 text deltas,
   content_block_stop, message_delta, message_stop), each with ``context.write``.
 * HTTP: a raw ASGI app on uvicorn + httptools configured as the sidecar's, answering any
-  ``POST`` with canned Anthropic JSON, or SSE when the path ends in ``/stream``.
+  ``POST`` with canned Anthropic JSON, or SSE when the path ends in ``/stream``; and on
+  ``/paced`` the floor of a paced relay: it opens a raw asyncio connection to the paced mock
+  (``--paced-port``), and hands every read of its body to uvicorn as one body message (no HTTP
+  client library, no parsing, no SSE decoding: the sockets, the loop and uvicorn only).
 
 Neither reads the request beyond what the framework does, nor calls anything: the rows are
 the per-call cost of grpc.aio and of uvicorn themselves, so the sidecar's gRPC overhead can be
@@ -16,7 +19,7 @@ reported above its floor and compared with the HTTP surface's overhead above its
 Beside the plain gRPC floor, one more grpc.aio server per entry of ``VARIANTS`` (server options
 to try, and the sidecar's trailing metadata on every reply), so their cost is measured the same
 way in the same run. Prints ``ready HTTP_PORT GRPC_PORT`` once all listen, then
-``variant NAME PORT`` for each. Usage: ``python bench/floor.py``.
+``variant NAME PORT`` for each. Usage: ``python bench/floor.py [--paced-port PORT]``.
 """
 
 from __future__ import annotations
@@ -112,11 +115,37 @@ JSON = anthropic_json().encode()
 SSE = anthropic_sse().encode()
 
 
+PACED_PORT = [0]
+PACED_REQUEST = b"POST /v1/messages HTTP/1.1\r\nHost: mock\r\nContent-Length: 2\r\n\r\n{}"
+
+
+async def paced_relay(send: Any) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", PACED_PORT[0])
+    try:
+        writer.write(PACED_REQUEST)
+        await reader.readuntil(b"\r\n\r\n")
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        while True:
+            piece = await reader.read(65536)
+            if not piece:
+                break
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if piece.endswith(b"0\r\n\r\n"):  # the mock's last chunk
+                break
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        writer.close()
+
+
 async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
         pass
+    if scope["path"] == "/paced":
+        await paced_relay(send)
+        return
     stream = scope["path"].endswith("/stream")
     body, ctype = (SSE, b"text/event-stream") if stream else (JSON, b"application/json")
     headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
@@ -125,6 +154,8 @@ async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def main_async() -> None:
+    if "--paced-port" in sys.argv:
+        PACED_PORT[0] = int(sys.argv[sys.argv.index("--paced-port") + 1])
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),

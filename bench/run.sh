@@ -118,7 +118,7 @@ if ((shapes)); then
   "${pin_client[@]}" "$PY" bench/paced_mock.py --port "$PACED_PORT" --events "$PACED_EVENTS" \
     --interval-ms "$PACED_INTERVAL_MS" >"$RUN/paced_mock.log" 2>&1 </dev/null &
   started $! "paced mock"
-  "${pin_sidecar[@]}" "$PY" bench/floor.py >"$RUN/floor.log" 2>&1 </dev/null &
+  "${pin_sidecar[@]}" "$PY" bench/floor.py --paced-port "$PACED_PORT" >"$RUN/floor.log" 2>&1 </dev/null &
   started $! "floor servers"
   floor_pid=$!
 fi

@@ -251,7 +251,11 @@ async def paced_batch(args: argparse.Namespace, surface: str, streams: int) -> d
             "messages": [{"role": "user", "content": bench.PROMPT}],
         }
     ).encode()
-    target = http_body_target(bench._split_address(args.http), "/v1/messages", body, True)
+    if surface == "http floor":  # floor.py's raw relay of the same paced stream
+        target = http_body_target(bench._split_address(args.floor_http), "/paced", body, True)
+        pid = args.floor_pid
+    else:
+        target = http_body_target(bench._split_address(args.http), "/v1/messages", body, True)
     payload = target.payload()
     loop = asyncio.get_running_loop()
     channels = [_channel(args.grpc) for _ in range(max(1, streams // 100))]
@@ -286,7 +290,7 @@ async def paced_batch(args: argparse.Namespace, surface: str, streams: int) -> d
             errors.append(f"ended with {last}")
         events_seen.append(count)
 
-    one = one_http if surface == "http" else one_grpc
+    one = one_grpc if surface == "grpc" else one_http
     if surface == "grpc":  # connect the channels before the clock starts
         await asyncio.gather(*(c.channel_ready() for c in channels))
     idle0 = proc_cpu_seconds(pid)
@@ -335,7 +339,10 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 async def part_paced(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for streams in [int(n) for n in args.paced_streams.split(",") if n]:
-        for surface in ("http", "grpc"):
+        surfaces = [s for s in args.paced_surfaces.split(",") if s]
+        if not args.floor_pid:
+            surfaces = [s for s in surfaces if s != "http floor"]
+        for surface in surfaces:
             rounds = []
             for _ in range(args.rounds):
                 r = await paced_batch(args, surface, streams)
@@ -586,6 +593,8 @@ def notes(
 ) -> list[str]:
     out = []
     for r in paced:
+        if r["surface"] not in ("http", "grpc"):
+            continue
         limit = 15 if r["surface"] == "http" else 20
         mark = "ok" if r["us_per_event"] <= limit else "OVER"
         out.append(
@@ -656,6 +665,7 @@ def main() -> None:
     parser.add_argument("--floor-log", default="", help="floor.py's stdout (its variants)")
     parser.add_argument("--parts", default="paced,sizes,floor")
     parser.add_argument("--paced-streams", default="100,1000")
+    parser.add_argument("--paced-surfaces", default="http floor,http,grpc")
     parser.add_argument("--events", type=int, default=50, help="as given to paced_mock.py")
     parser.add_argument("--interval-ms", type=float, default=100.0, help="as paced_mock.py")
     parser.add_argument("-r", "--rounds", type=int, default=2)
