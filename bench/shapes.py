@@ -333,7 +333,7 @@ async def paced_batch(args: argparse.Namespace, surface: str, streams: int) -> d
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in rows)
+    return round(statistics.median(r[key] for r in rows), 4)
 
 
 async def part_paced(args: argparse.Namespace) -> list[dict[str, Any]]:
