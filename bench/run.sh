@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh -- the sidecar's benchmark in one command (`make bench` runs it).
 #
-#   bench/run.sh                 full run: 5 modes x C=1,16 x {direct,http,grpc} x 2 rounds (~7 min)
+#   bench/run.sh                 full run: the modes x C=1,16 x {direct,http,grpc} x 2 rounds, then
+#                                the real shapes (shapes.py), ~17 min
 #   bench/run.sh --quick         1 round, shorter runs (~1 min)
 #   bench/run.sh --profile       also record a py-spy profile of the sidecar (numbers perturbed)
 #   bench/run.sh --shapes-only   only the real shapes (shapes.py: paced streams, request sizes,
@@ -43,7 +44,7 @@ while (($#)); do
     --no-shapes) shapes=0 ;;
     --peers) peers=1 modes=0 shapes=0 ;;
     --) shift; extra=("$@"); if ((modes)); then shapes=0; fi; break ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (extra bench.py arguments go after --)" >&2; exit 2 ;;
   esac
   shift
