@@ -12,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check interop e2e setup lint proto bench clean
+.PHONY: run test check interop e2e setup lint proto bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ proto: $(STAMP)
 
 bench: setup
 	bench/run.sh
+
+# The sidecar beside LiteLLM's proxy and Portkey's gateway (installed into a cache dir first).
+bench-peers: setup
+	bench/run.sh --peers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # bench/run.sh -- the sidecar's benchmark in one command (`make bench` runs it).
 #
-#   bench/run.sh                 full run: 5 modes x C=1,16 x {direct,http,grpc} x 2 rounds (~7 min)
+#   bench/run.sh                 full run: the modes x C=1,16 x {direct,http,grpc} x 2 rounds, then
+#                                the real shapes (shapes.py), ~17 min
 #   bench/run.sh --quick         1 round, shorter runs (~1 min)
 #   bench/run.sh --profile       also record a py-spy profile of the sidecar (numbers perturbed)
+#   bench/run.sh --shapes-only   only the real shapes (shapes.py: paced streams, request sizes,
+#                                the servers' floors); --no-shapes: only the modes of bench.py
+#                                (arguments after -- go to bench.py run and skip the shapes,
+#                                or with --shapes-only go to shapes.py)
+#   bench/run.sh --shapes-only -- --parts paced --paced-streams 1000   extra shapes.py arguments
 #   bench/run.sh [--quick] -- -m stream -c 1      extra arguments go to `bench.py run`
+#   bench/run.sh --peers         (`make bench-peers`) only the peers: installs LiteLLM's proxy and
+#                                Portkey's gateway (peers.sh), runs them pinned beside the sidecar
+#                                on the same mock (peers.py); arguments after -- go to peers.py
 #
 # Installs what is missing (nginx-light + libnginx-mod-http-js from Debian, the project .venv,
 # py-spy for --profile), starts the canned nginx mock upstream on 127.0.0.1 (BENCH_MOCK_PORT,
@@ -21,15 +30,21 @@ LONG_CHUNKS=${BENCH_LONG_CHUNKS:-200}
 SIDECAR_CPU=${BENCH_SIDECAR_CPU:-1}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
 MAX_SECONDS=${BENCH_MAX_SECONDS:-600}
+PACED_PORT=${BENCH_PACED_PORT:-18020}
+PACED_EVENTS=${BENCH_PACED_EVENTS:-50}
+PACED_INTERVAL_MS=${BENCH_PACED_INTERVAL_MS:-100}
 PY=$ROOT/.venv/bin/python
 
-quick=0 profile=0 extra=()
+quick=0 profile=0 shapes=1 modes=1 peers=0 extra=()
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
     --profile) profile=1 ;;
-    --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --shapes-only) modes=0 ;;
+    --no-shapes) shapes=0 ;;
+    --peers) peers=1 modes=0 shapes=0 ;;
+    --) shift; extra=("$@"); if ((modes)); then shapes=0; fi; break ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (extra bench.py arguments go after --)" >&2; exit 2 ;;
   esac
   shift
@@ -51,6 +66,10 @@ if [[ ! -x $PY ]] || ! "$PY" -c 'import sidecar, grpc, uvloop' 2>/dev/null; then
   say "setting up .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet -e '.[dev]'
+fi
+if ((peers)); then
+  bench/peers.sh
+  PEERS=${BENCH_PEERS:-$HOME/.cache/anyllm-bench-peers}
 fi
 if ((profile)) && [[ ! -x .venv/bin/py-spy ]]; then
   say "installing py-spy into .venv"
@@ -95,7 +114,18 @@ conf=$("$PY" bench/mock_nginx.py --run-dir "$RUN/nginx" --base-port "$MOCK_PORT"
 started $! "mock nginx"
 nginx_pid=$!
 
-"$PY" bench/bench.py config --mock-port "$MOCK_PORT" --out "$RUN/sidecar.yaml"
+if ((shapes)); then
+  # the paced upstream on the client cpu (it is the model's side); the floors on the sidecar's
+  "${pin_client[@]}" "$PY" bench/paced_mock.py --port "$PACED_PORT" --events "$PACED_EVENTS" \
+    --interval-ms "$PACED_INTERVAL_MS" >"$RUN/paced_mock.log" 2>&1 </dev/null &
+  started $! "paced mock"
+  "${pin_sidecar[@]}" "$PY" bench/floor.py --paced-port "$PACED_PORT" >"$RUN/floor.log" 2>&1 </dev/null &
+  started $! "floor servers"
+  floor_pid=$!
+fi
+
+"$PY" bench/bench.py config --mock-port "$MOCK_PORT" --paced-port "$PACED_PORT" \
+  --out "$RUN/sidecar.yaml"
 "${pin_sidecar[@]}" "$PY" -m sidecar --config "$RUN/sidecar.yaml" >"$RUN/sidecar.log" 2>&1 </dev/null &
 started $! sidecar
 sidecar_pid=$!
@@ -106,6 +136,37 @@ read -r http_addr grpc_addr < <("$PY" bench/bench.py wait-ready --log "$RUN/side
   --pid "$sidecar_pid" --timeout 60) || { tail -20 "$RUN/sidecar.log" >&2; exit 1; }
 say "sidecar http=$http_addr grpc=$grpc_addr pid=$sidecar_pid (cpu ${SIDECAR_CPU}); client cpu $CLIENT_CPU"
 
+if ((peers)); then
+  LITELLM_PORT=${BENCH_LITELLM_PORT:-18400} PORTKEY_PORT=${BENCH_PORTKEY_PORT:-18787}
+  "$PY" bench/peers.py litellm-config --mock-port "$MOCK_PORT" --out "$RUN/litellm.yaml"
+  # offline, no database, no telemetry, no auth: the bare proxy path
+  env -u DATABASE_URL -u LITELLM_MASTER_KEY LITELLM_LOCAL_MODEL_COST_MAP=True \
+    LITELLM_TELEMETRY=False LITELLM_LOG=ERROR DISABLE_ADMIN_UI=True NO_DOCS=True NO_REDOC=True \
+    LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true \
+    "${pin_sidecar[@]}" "$PEERS/litellm-venv/bin/litellm" --config "$RUN/litellm.yaml" \
+    --host 127.0.0.1 --port "$LITELLM_PORT" --num_workers 1 >"$RUN/litellm.log" 2>&1 </dev/null &
+  started $! "litellm proxy"
+  litellm_pid=$!
+  portkey_js=$PEERS/portkey/node_modules/@portkey-ai/gateway/build/start-server.js
+  # a patched copy beside the original, so its imports resolve (see peers.py patch_portkey)
+  "$PY" bench/peers.py portkey-patch "$portkey_js" "${portkey_js%.js}.bench.js"
+  NODE_ENV=production "${pin_sidecar[@]}" node --require "$ROOT/bench/node_loopback.cjs" \
+    "${portkey_js%.js}.bench.js" --port="$PORTKEY_PORT" --headless >"$RUN/portkey.log" 2>&1 \
+    </dev/null &
+  started $! "portkey gateway"
+  portkey_pid=$!
+  for port in "$LITELLM_PORT" "$PORTKEY_PORT"; do
+    for i in $(seq 1800); do
+      curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break
+      kill -0 "$litellm_pid" "$portkey_pid" 2>/dev/null \
+        || { tail -20 "$RUN/litellm.log" "$RUN/portkey.log" >&2; exit 1; }
+      ((i < 1800)) || { echo "run.sh: nothing answers on 127.0.0.1:$port" >&2; exit 1; }
+      sleep 0.1
+    done
+  done
+  say "litellm pid $litellm_pid port $LITELLM_PORT, portkey pid $portkey_pid port $PORTKEY_PORT"
+fi
+
 if ((profile)); then
   "${pin_client[@]}" .venv/bin/py-spy record --pid "$sidecar_pid" --nonblocking --rate 200 \
     --format raw --output "$RUN/profile.txt" >"$RUN/py-spy.log" 2>&1 </dev/null &
@@ -113,13 +174,28 @@ if ((profile)); then
   profiler_pid=$!
 fi
 
+stamp=$(date +%Y%m%d-%H%M%S)
 args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid" --mock-port "$MOCK_PORT"
   --mock-pid "$nginx_pid" --long-chunks "$LONG_CHUNKS"
-  --out "$RUN/results-$(date +%Y%m%d-%H%M%S).json")
+  --out "$RUN/results-$stamp.json")
 if ((quick)); then args+=(--rounds 1 --duration 2 --warmup 0.5 --prime 1 --pause 0.2); fi
 status=0
-timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/bench.py run "${args[@]}" "${extra[@]}" \
-  || status=$?
+if ((modes)); then
+  timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/bench.py run "${args[@]}" \
+    "${extra[@]}" || status=$?
+fi
+if ((shapes)); then
+  for _ in $(seq 100); do grep -q '^ready' "$RUN/floor.log" 2>/dev/null && break; sleep 0.1; done
+  read -r _ floor_http_port floor_grpc_port < <(grep '^ready' "$RUN/floor.log") \
+    || { cat "$RUN/floor.log" >&2; exit 1; }
+  shape_args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid"
+    --floor-http "127.0.0.1:$floor_http_port" --floor-grpc "127.0.0.1:$floor_grpc_port"
+    --floor-pid "$floor_pid" --floor-log "$RUN/floor.log" --events "$PACED_EVENTS" --interval-ms "$PACED_INTERVAL_MS"
+    --out "$RUN/shapes-$stamp.json")
+  if ((quick)); then shape_args+=(--rounds 1 --duration 2 --warmup 0.5); fi
+  timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/shapes.py "${shape_args[@]}" \
+    "${extra[@]}" || status=$?
+fi
 
 if ((profile)); then
   kill -INT "$profiler_pid" 2>/dev/null || true  # py-spy writes its output on SIGINT
@@ -129,5 +205,13 @@ if ((profile)); then
   else
     say "py-spy wrote no profile; see $RUN/py-spy.log"
   fi
+fi
+if ((peers)); then
+  peer_args=(--http "$http_addr" --sidecar-pid "$sidecar_pid" --mock-port "$MOCK_PORT"
+    --litellm-port "$LITELLM_PORT" --litellm-pid "$litellm_pid"
+    --portkey-port "$PORTKEY_PORT" --portkey-pid "$portkey_pid" --out "$RUN/peers-$stamp.json")
+  if ((quick)); then peer_args+=(--rounds 1 --duration 2 --warmup 0.5 --prime 1); fi
+  timeout -k 5 "$MAX_SECONDS" "${pin_client[@]}" "$PY" bench/peers.py run "${peer_args[@]}" \
+    "${extra[@]}" || status=$?
 fi
 exit "$status"

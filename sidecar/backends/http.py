@@ -283,10 +283,14 @@ class UpstreamSession:
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
             if headers_out is not None:
                 headers_out += relayed_headers(response.headers)
-            stream = response.content
+            read = response.content.readany
             while True:
-                with map_client_errors(backend, started=True):
-                    piece = await stream.readany()
+                try:
+                    piece = await read()
+                except Exception:
+                    # mapped here, not by a context manager entered around every read
+                    with map_client_errors(backend, started=True):
+                        raise
                 if not piece:
                     break
                 frames = decoder.feed(piece)

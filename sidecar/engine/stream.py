@@ -2,9 +2,11 @@
 
 ``until_commit`` reads an attempt's batches, holding them back, until the first real content
 (or a complete empty answer) arrives; ``EngineStream`` then hands the held batches and the rest
-to a surface, each batch within the idle timer, and ends with the failure, explicitly, when the
-upstream breaks after the commit point. ``shutdown_error`` turns the engine's own cancellation
-at the end of a drain into an explicit error for the caller.
+to a surface, each read within the idle timeout, and ends with the failure, explicitly, when
+the upstream breaks after the commit point. The committed stream's idle and attempt limits are
+checked on one timer per stream (``_Stall``), not a timer armed around every read.
+``shutdown_error`` turns the engine's own cancellation at the end of a drain into an explicit
+error for the caller.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ async def until_commit(
 
 class EngineStream:
     """A committed stream: the held-back events, then the rest, in batches (the events of one
-    upstream read), each batch within the idle timer."""
+    upstream read), each read within the idle timeout and all before the attempt's end."""
 
     def __init__(
         self,
@@ -163,67 +165,76 @@ class EngineStream:
                 self.outcome.input_tokens = usage.input_tokens
 
     async def _run(self) -> AsyncGenerator[list[StreamItem], None]:
+        # One generator between the upstream's batches and the surface (no inner one to hop
+        # through per batch), and one stall timer per stream (``_Stall``) instead of a timer
+        # armed and cancelled around every read.
         task = asyncio.current_task()  # the one iterating: what abort_all cancels
         if task is not None:
             self._tasks.add(task)
+        stall: _Stall | None = None
         try:
-            async with aclosing(self._relay()) as batches:
-                async for batch in batches:
+            async with aclosing(self._events):
+                batch, self._held = self._held, []
+                self._count(batch)
+                stopped = is_stop(batch[-1])
+                if stopped:
+                    self._done("ok")
+                yield batch
+                if stopped:
+                    await self._finish(self._deadline())
+                    return
+                assert task is not None
+                stall = _Stall(task, self._idle_timeout, self._attempt_end)
+                read = self._events.__anext__
+                while True:
+                    stall.reading()
+                    try:
+                        batch = await read()
+                    except StopAsyncIteration:
+                        raise self._fail(
+                            UpstreamError(
+                                f"{self._backend} ended the stream early",
+                                kind=FailureKind.INCOMPLETE,
+                                backend=self._backend,
+                            )
+                        ) from None
+                    except asyncio.CancelledError as exc:
+                        if not stall.timed_out(exc):
+                            raise
+                        raise self._fail(self._stalled(bool(stall.by_attempt))) from None
+                    except SidecarError as exc:
+                        raise self._fail(exc) from None
+                    stall.since = None
+                    batch, stopped = _through_stop(batch)
+                    self._count(batch)
+                    if stopped:
+                        self._done("ok")
                     yield batch
+                    if stopped:
+                        await self._finish(self._deadline())
+                        return
         except asyncio.CancelledError as exc:
             error = shutdown_error(exc)
             if error is None:
                 raise
             raise self._fail(error) from None
         finally:
+            if stall is not None:
+                stall.close()
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _relay(self) -> AsyncGenerator[list[StreamItem], None]:
-        loop = asyncio.get_running_loop()
-        async with aclosing(self._events):
-            batch, self._held = self._held, []
-            self._count(batch)
-            if is_stop(batch[-1]):
-                self._done("ok")
-            yield batch
-            if is_stop(batch[-1]):
-                await self._finish(loop.time() + self._idle_timeout)
-                return
-            while True:
-                when = min(loop.time() + self._idle_timeout, self._attempt_end)
-                try:
-                    async with asyncio.timeout_at(when):
-                        batch = await anext(self._events)
-                except StopAsyncIteration:
-                    raise self._fail(
-                        UpstreamError(
-                            f"{self._backend} ended the stream early",
-                            kind=FailureKind.INCOMPLETE,
-                            backend=self._backend,
-                        )
-                    ) from None
-                except TimeoutError:
-                    stalled = when < self._attempt_end
-                    raise self._fail(
-                        UpstreamError(
-                            f"{self._backend} stalled: no event within {self._idle_timeout:g} s"
-                            if stalled
-                            else f"{self._backend} did not finish within the attempt timeout",
-                            kind=FailureKind.IDLE_TIMEOUT if stalled else FailureKind.READ_TIMEOUT,
-                            backend=self._backend,
-                        )
-                    ) from None
-                except SidecarError as exc:
-                    raise self._fail(exc) from None
-                batch, stopped = _through_stop(batch)
-                self._count(batch)
-                if stopped:
-                    self._done("ok")
-                yield batch
-                if stopped:
-                    await self._finish(when)
-                    return
+    def _deadline(self) -> float:
+        return min(asyncio.get_running_loop().time() + self._idle_timeout, self._attempt_end)
+
+    def _stalled(self, by_attempt: bool) -> UpstreamError:
+        return UpstreamError(
+            f"{self._backend} did not finish within the attempt timeout"
+            if by_attempt
+            else f"{self._backend} stalled: no event within {self._idle_timeout:g} s",
+            kind=FailureKind.READ_TIMEOUT if by_attempt else FailureKind.IDLE_TIMEOUT,
+            backend=self._backend,
+        )
 
     async def _finish(self, when: float) -> None:
         """Let the upstream read to the end of its body (usually one more read, of the
@@ -241,6 +252,58 @@ class EngineStream:
             if self._on_close is not None:
                 self._on_close()
         self._done("cancelled")  # closed before its end: the caller went away
+
+
+class _Stall:
+    """The idle and attempt limits of a committed stream, on one timer per stream.
+
+    The stream sets ``since`` (the loop time its read began) before each read and clears it
+    after; the timer, armed once for the first read's limit, checks when it fires: no read in
+    progress, it lapses (the next read arms it again); a read younger than the idle timeout,
+    it re-arms for that read's limit; else it cancels the reading task, as ``asyncio.timeout``
+    would, and ``timed_out`` turns that cancellation into the stall. Time the caller takes to
+    accept a batch is not upstream idleness and is not counted.
+    """
+
+    __slots__ = ("_cancelling", "_end", "_handle", "_idle", "_loop", "_task", "by_attempt", "since")
+
+    def __init__(self, task: asyncio.Task[Any], idle: float, end: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = task
+        self._idle = idle
+        self._end = end
+        self._cancelling = task.cancelling()
+        self._handle: asyncio.TimerHandle | None = None
+        self.since: float | None = None
+        self.by_attempt: bool | None = None  # set once the timer cancelled the read
+
+    def reading(self) -> None:
+        self.since = now = self._loop.time()
+        if self._handle is None and self.by_attempt is None:
+            self._handle = self._loop.call_at(min(now + self._idle, self._end), self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        since = self.since
+        if since is None:
+            return
+        due = min(since + self._idle, self._end)
+        if self._loop.time() < due:
+            self._handle = self._loop.call_at(due, self._fire)
+            return
+        self.by_attempt = due >= self._end
+        self._task.cancel()
+
+    def timed_out(self, exc: asyncio.CancelledError) -> bool:
+        """Whether this cancellation is the timer's (and no one else's: then it is kept)."""
+        if self.by_attempt is None or SHUTDOWN in exc.args:
+            return False
+        return self._task.uncancel() <= self._cancelling
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def close_quietly(events: Events) -> None:
