@@ -42,6 +42,7 @@ from sidecar.grpc_api.render import (
     set_cache_control,
     token_count_to_proto,
 )
+from sidecar.grpc_api.struct_json import struct_to_dict
 
 __all__ = [
     "ROLE_FROM_PROTO",
@@ -76,7 +77,6 @@ STOP_REASON_FROM_PROTO: dict[int, m.StopReason] = {
     pb.STOP_REASON_REFUSAL: "refusal",
 }
 
-_MAX_EXACT_INT = 2.0**53
 _BLOCK_CASES = "text, image, document, tool_use, tool_result, thinking, redacted_thinking"
 
 
@@ -89,34 +89,6 @@ def _opt(text: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- Struct ⇄ dict
-
-
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A ``Struct`` as plain JSON values (integral numbers as ``int``), keys sorted.
-
-    A protobuf map does not keep insertion order; sorting makes the JSON we send upstream the
-    same for the same input in every process, which keeps upstream prompt caches hitting.
-    """
-    fields = struct.fields
-    return {key: _value_to_py(fields[key]) for key in sorted(fields)}
-
-
-def _value_to_py(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        if number.is_integer() and -_MAX_EXACT_INT <= number <= _MAX_EXACT_INT:
-            return int(number)
-        return number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value_to_py(item) for item in value.list_value.values]
-    return None  # null_value, or no kind set
 
 
 def dict_to_struct(

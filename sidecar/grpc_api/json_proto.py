@@ -40,6 +40,7 @@ from google.protobuf.message_factory import GetMessageClass
 from sidecar.errors import InvalidRequestError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
+from sidecar.grpc_api.struct_json import struct_to_dict, value_to_py
 
 __all__ = [
     "event_from_json",
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 _EXTRA = "extra_json"
-_MAX_EXACT_INT = 2**53
 # Strings written even when empty: an empty value is a real value there.
 _ALWAYS = frozenset({"text", "thinking", "signature", "partial_json", "data"})
 # Repeated fields written even when empty.
@@ -466,7 +466,7 @@ class _Dump:
     def message(self, msg: Any) -> Any:
         plan = _plan(type(msg))
         if plan.kind is not _MESSAGE:
-            return _struct_to_py(msg) if plan.kind is _STRUCT else _value_to_py(msg)
+            return struct_to_dict(msg) if plan.kind is _STRUCT else value_to_py(msg)
         if plan.union is not None:
             case = msg.WhichOneof(plan.union)
             if case is None:
@@ -551,38 +551,13 @@ def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             into[key] = value
 
 
-def _struct_to_py(struct: struct_pb2.Struct) -> dict[str, Any]:
-    # Keys sorted: a protobuf map has no order, and the same request must make the same JSON
-    # in every process (upstream prompt caches match on the bytes).
-    fields = struct.fields
-    return {key: _value_to_py(fields[key]) for key in sorted(fields)}
-
-
-def _value_to_py(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        if number.is_integer() and -_MAX_EXACT_INT <= number <= _MAX_EXACT_INT:
-            return int(number)
-        return number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return _struct_to_py(value.struct_value)
-    if kind == "list_value":
-        return [_value_to_py(item) for item in value.list_value.values]
-    return None
-
-
 def _block_delta_json(msg: pb.ContentBlockDeltaEvent, out: dict[str, Any]) -> dict[str, Any]:
     case = msg.WhichOneof("delta")
     result: dict[str, Any] = {"index": msg.index}
     if case == "raw_delta":
         result["delta"] = _json_object(msg.raw_delta.json, ["raw_delta", "json"])
     elif case == "citations_delta":
-        result["delta"] = {"type": case, "citation": _struct_to_py(msg.citations_delta)}
+        result["delta"] = {"type": case, "citation": struct_to_dict(msg.citations_delta)}
     elif case is not None:
         result["delta"] = {"type": case, _DELTA_FIELDS[case]: getattr(msg, case)}
     return result
