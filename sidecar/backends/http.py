@@ -1,15 +1,17 @@
-"""What the HTTP backends share: one pooled aiohttp session each, and the one place where the
-HTTP client's exceptions become ``UpstreamError``s.
+"""What the HTTP backends share: one pooled upstream session each (the lean HTTP/1.1 client of
+``h1.py``), and the one place where the client's exceptions become ``UpstreamError``s.
 
-Why aiohttp and not httpx: on this hot path the client is most of the sidecar's own CPU. Measured
+Why its own client: on this hot path the HTTP client is most of the sidecar's own CPU. Measured
 on the same machine against a local nginx, one small POST cost 1.27 ms of CPU with httpx
-(httpcore + h11 + anyio), 0.62 ms with httpx over an aiohttp transport, and 0.22 ms with aiohttp
-(its C parser, no extra layers). See the README's benchmark section.
+(httpcore + h11 + anyio), 0.22 ms with aiohttp (its C parser, no extra layers), and less again
+with ``h1.py`` (llhttp through httptools, nothing the sidecar does not use); see the README's
+benchmark section.
 
 The session has a connect timeout but no read timeout: the engine owns the per-attempt timers
 (TTFT, idle, attempt, overall) and cancels the request when one fires, which closes the
 connection at once. A body read to its end returns the connection to the pool. Keys are sent
-from configuration only; nothing of the caller's credentials reaches an upstream.
+from configuration only; nothing of the caller's credentials reaches an upstream. Proxies and
+netrc files in the pod's environment are never used.
 
 Stale pooled connections: an upstream may close a keep-alive connection at any time (after an
 error, when idle) without saying so, and a request can be sent on it just as it closes. When a
@@ -17,27 +19,23 @@ request dies that way — on a *reused* connection, before any byte of the answe
 disconnects, resets the connection (its kernel's answer to data on a socket it closed), or the
 request cannot even be written — it is sent once more on a new connection of its own,
 invisibly: not an attempt, no fallback. On a new connection the same failures are the
-upstream's, as before. Safe because the upstream never
-answered; HTTP clients do the same for idempotent requests (RFC 9112, 9.3.1). The pool tells
-reused connections from new ones (``_Connector``).
+upstream's, as before. Safe because the upstream never answered; HTTP clients do the same for
+idempotent requests (RFC 9112, 9.3.1).
 """
 
 from __future__ import annotations
 
 import ssl
-import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator, Callable, Mapping
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import aiohttp
 import yarl
 
 from sidecar.errors import FailureKind, UpstreamError
 from sidecar.translate.sse import SSEDecoder, SSEFrame
 
+from . import h1
 from .base import report_response_headers
 from .settings import HttpSettings
 
@@ -52,39 +50,6 @@ class FrameDecoder(Protocol[F]):
     def feed(self, data: bytes) -> list[F]: ...
 
     def close(self) -> list[F]: ...
-
-
-# Whether the connection the current request got had served a request before (set by the pool).
-_REUSED: ContextVar[bool] = ContextVar("anyllm_reused_connection", default=False)
-
-
-class _Connector(aiohttp.TCPConnector):
-    """The pool; it records, per request, whether the connection handed out is a reused one."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._used: weakref.WeakSet[Any] = weakref.WeakSet()  # protocols that served before
-
-    async def connect(
-        self,
-        req: Any,
-        traces: Any,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (its API)
-    ) -> aiohttp.connector.Connection:
-        connection = await super().connect(req, traces, timeout)
-        protocol = connection.protocol
-        _REUSED.set(protocol in self._used)  # same task: the caller reads it after a failure
-        self._used.add(protocol)
-        return connection
-
-
-def _closed_unanswered(exc: BaseException | None) -> bool:
-    """The connection broke before any answer: the upstream disconnected, reset it, or it was
-    closing while the request was written ("Can not write request body"). Not a connect error:
-    those happen on new connections."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return False
-    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 class Session(Protocol):
@@ -132,32 +97,19 @@ class UpstreamSession:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # Paths sent byte for byte as given (already percent-encoded): a signed request (SigV4)
-        # must go out on exactly the path that was signed, and yarl would otherwise decode
-        # ``%3A`` back to ``:``.
+        # must go out on exactly the path that was signed.
         self._encoded = encoded_paths
-        tls: ssl.SSLContext | bool = True  # the system's CAs
-        if ca_file or client_cert:
-            tls = ssl.create_default_context(cafile=ca_file)
-            if client_cert:
-                tls.load_cert_chain(client_cert, client_key)
-        self._tls = tls
-        self._headers = dict(headers)
-        self._session = self._new_session(
-            _Connector(limit=max_connections, ttl_dns_cache=60, ssl=tls)
-        )
-        self._fresh: aiohttp.ClientSession | None = None  # new connections, for stale retries
-
-    def _new_session(self, connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers=self._headers,
-            timeout=_timeout(DEFAULT_CONNECT_TIMEOUT),
-            # Never pick up proxies or netrc credentials from the environment of the pod.
-            trust_env=False,
-            # The request body is bytes already; no cookies between unrelated callers.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
-        )
+        origin = yarl.URL(self.base_url)
+        if origin.scheme not in ("http", "https") or not origin.host:
+            raise ValueError(f"not an http(s) URL: {self.base_url!r}")
+        self._tls: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            self._tls = _tls_context(ca_file, client_cert, client_key)
+        self._origin = (origin.host, origin.port or (443 if self._tls else 80))
+        self._host = str(origin.host_port_subcomponent)
+        self._headers = {**h1.DEFAULT_HEADERS, **{k.lower(): v for k, v in headers.items()}}
+        self._limit = max_connections
+        self._pool: h1.Pool | None = None  # made on first use, inside the running loop
 
     @classmethod
     def for_backend(
@@ -186,31 +138,39 @@ class UpstreamSession:
         return self.base_url + path
 
     async def aclose(self) -> None:
-        await self._session.close()
-        if self._fresh is not None:
-            await self._fresh.close()
+        if self._pool is not None:
+            self._pool.close()
+
+    def _target(self, path: str) -> str:
+        return _request_target(self.base_url + path, self._encoded)
 
     async def _post(
         self, backend: str, path: str, body: bytes, headers: Mapping[str, str], connect: float
-    ) -> aiohttp.ClientResponse:
+    ) -> h1.Response:
         """POST on a pooled connection; once more on a new one when a reused connection turns
         out to have been closed by the upstream before it answered (see the module doc)."""
-        url, timeout = self.url(path), _timeout(connect)
-        _REUSED.set(False)
+        if self._pool is None:
+            self._pool = h1.Pool(*self._origin, self._tls, self._origin[0], self._limit)
         try:
-            with map_client_errors(backend, started=False):
-                return await self._session.post(url, data=body, headers=headers, timeout=timeout)
-        except UpstreamError as exc:
-            if not (_REUSED.get() and _closed_unanswered(exc.__cause__)):
-                raise
-        if self._fresh is None:
-            # Its own connection each time (closed after the answer): a pooled one could be
-            # just as stale. Only ever used for these retries.
-            self._fresh = self._new_session(
-                aiohttp.TCPConnector(force_close=True, limit=0, ssl=self._tls)
+            head = h1.request_head(
+                "POST", self._target(path), self._host, self._headers, headers, len(body)
             )
-        with map_client_errors(backend, started=False):
-            return await self._fresh.post(url, data=body, headers=headers, timeout=timeout)
+            for fresh in (False, True):
+                connection = await self._pool.acquire(connect, fresh=fresh)
+                try:
+                    return await connection.send(head, body)
+                except h1.Disconnected as exc:
+                    connection.release()
+                    if fresh or exc.answered or not exc.reused:
+                        raise
+                except BaseException:
+                    connection.release()
+                    raise
+        except Exception as exc:
+            if (error := client_error(exc, backend, started=False)) is None:
+                raise
+            raise error from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def post_json(
         self,
@@ -224,15 +184,21 @@ class UpstreamSession:
     ) -> bytes:
         """POST ``body``; the response bytes on 2xx, else the upstream error from ``to_error``.
         ``headers_out`` receives the response headers a caller should see (``relayed_headers``)."""
-        async with await self._post(backend, path, body, headers, connect_timeout) as response:
-            with map_client_errors(backend, started=True):
-                content = await response.read()
-            report_response_headers(response.headers)
-            if response.status >= 400:
-                raise _with_backend(to_error(response.status, content, response.headers), backend)
-            if headers_out is not None:
-                headers_out += relayed_headers(response.headers)
-            return content
+        response = await self._post(backend, path, body, headers, connect_timeout)
+        try:
+            content = await response.body()
+        except Exception as exc:
+            if (error := client_error(exc, backend, started=True)) is None:
+                raise
+            raise error from exc
+        finally:
+            response.release()
+        report_response_headers(response.headers)
+        if response.status >= 400:
+            raise _with_backend(to_error(response.status, content, response.headers), backend)
+        if headers_out is not None:
+            headers_out += relayed_headers(response.headers)
+        return content
 
     def post_sse(
         self,
@@ -278,19 +244,24 @@ class UpstreamSession:
         try:
             report_response_headers(response.headers)
             if response.status >= 400:
-                with map_client_errors(backend, started=True):
-                    content = await response.read()
+                try:
+                    content = await response.body()
+                except Exception as exc:
+                    if (error := client_error(exc, backend, started=True)) is None:
+                        raise
+                    raise error from exc
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
             if headers_out is not None:
                 headers_out += relayed_headers(response.headers)
-            read = response.content.readany
+            read = response.read
             while True:
                 try:
                     piece = await read()
-                except Exception:
+                except Exception as exc:
                     # mapped here, not by a context manager entered around every read
-                    with map_client_errors(backend, started=True):
+                    if (error := client_error(exc, backend, started=True)) is None:
                         raise
+                    raise error from exc
                 if not piece:
                     break
                 frames = decoder.feed(piece)
@@ -304,6 +275,25 @@ class UpstreamSession:
             response.release()
 
 
+@lru_cache(maxsize=1024)
+def _request_target(url: str, encoded: bool) -> str:
+    """The request target (path and query) of ``url``: as given when ``encoded``, else
+    percent-encoded where it must be (what any HTTP client does to a path it is handed)."""
+    return yarl.URL(url, encoded=encoded).raw_path_qs
+
+
+@lru_cache(maxsize=16)
+def _tls_context(
+    ca_file: str | None, client_cert: str | None, client_key: str | None
+) -> ssl.SSLContext:
+    """The system's CAs (or ``ca_file``), and a client certificate when configured; built once
+    per distinct setting (loading CAs takes milliseconds)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if client_cert:
+        context.load_cert_chain(client_cert, client_key)
+    return context
+
+
 def relayed_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """The upstream response headers that reach the caller: Anthropic's own (``anthropic-*``,
     e.g. rate-limit state and organization id) and its ``request-id``."""
@@ -314,47 +304,45 @@ def relayed_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-@lru_cache(maxsize=64)
-def _timeout(connect: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect)
-
-
-@contextmanager
-def map_client_errors(backend: str, *, started: bool) -> Iterator[None]:
-    """Translate aiohttp's exceptions into our error tree, keeping the cause.
-
-    ``started``: whether the response had begun; a broken connection after that is a cut body.
-    """
-    try:
-        yield
-    except TimeoutError as exc:  # aiohttp's connect timers (its timeout errors subclass it)
-        raise UpstreamError(
+def client_error(exc: Exception, backend: str, *, started: bool) -> UpstreamError | None:
+    """The ``UpstreamError`` the client's exception ``exc`` stands for (None when it is not
+    the client's: raise it as it is). ``started``: whether the response had begun; a broken
+    connection after that is a cut body."""
+    if isinstance(exc, TimeoutError):  # the connect timer
+        return UpstreamError(
             f"{backend}: connection timed out", kind=FailureKind.CONNECT_TIMEOUT, backend=backend
-        ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamError(
-            f"{backend}: the response body was cut short",
-            kind=FailureKind.INCOMPLETE,
-            backend=backend,
-        ) from exc
-    except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
-        if started:
-            raise UpstreamError(
+        )
+    if isinstance(exc, h1.ConnectError):
+        return UpstreamError(
+            f"{backend}: connection failed ({exc})", kind=FailureKind.CONNECT, backend=backend
+        )
+    if isinstance(exc, h1.Disconnected):
+        if exc.answered and exc.clean:
+            return UpstreamError(
+                f"{backend}: the response body was cut short",
+                kind=FailureKind.INCOMPLETE,
+                backend=backend,
+            )
+        if started or exc.answered:
+            return UpstreamError(
                 f"{backend}: the connection broke mid-response",
                 kind=FailureKind.INCOMPLETE,
                 backend=backend,
-            ) from exc
-        raise UpstreamError(
+            )
+        return UpstreamError(
+            f"{backend}: connection failed ({exc})", kind=FailureKind.CONNECT, backend=backend
+        )
+    if isinstance(exc, h1.BadResponse):
+        return UpstreamError(
+            f"{backend}: {exc}", kind=FailureKind.INVALID_RESPONSE, backend=backend
+        )
+    if isinstance(exc, OSError | ValueError):  # writing to a socket, a header that can't be sent
+        return UpstreamError(
             f"{backend}: connection failed ({type(exc).__name__})",
-            kind=FailureKind.CONNECT,
+            kind=FailureKind.INCOMPLETE if started else FailureKind.CONNECT,
             backend=backend,
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            f"{backend}: HTTP client error ({type(exc).__name__})",
-            kind=FailureKind.CONNECT,
-            backend=backend,
-        ) from exc
+        )
+    return None
 
 
 def _with_backend(error: UpstreamError, backend: str) -> UpstreamError:
