@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -106,7 +106,16 @@ class _Incoming:
                 passthrough.append((key, value))
         self.passthrough = tuple(passthrough)
         if not self.request_id:
-            self.request_id = uuid.uuid4().hex
+            self.request_id = new_request_id()
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` (a quarter of its
+    cost: no ``UUID`` object, no int round trip)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -194,11 +203,9 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         self._engine = engine
         self._auth = auth or TokenCheck(())
 
-    def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> _Incoming:
-        incoming = _Incoming(context)
+    def _admit(self, incoming: _Incoming) -> None:
         if self._auth.enabled and not self._auth.allows(incoming.authorization):
             raise AuthenticationError("a valid sidecar token is required in `authorization`")
-        return incoming
 
     @staticmethod
     def _call(
@@ -227,7 +234,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
     ) -> pb.Message:
         incoming = _Incoming(context)
         try:
-            incoming = self._admit(context)
+            self._admit(incoming)
             call = self._call(parsed(request), context, incoming, stream=False)
             message, outcome = await self._engine.create(call)
             reply = message_reply(message)
@@ -246,7 +253,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
         incoming = _Incoming(context)
         stream: EngineStreamApi | None = None
         try:
-            incoming = self._admit(context)
+            self._admit(incoming)
             call = self._call(parsed(request), context, incoming, stream=True)
             stream = await self._engine.open_stream(call)
             # Committed: the outcome so far (backend, attempts) goes out before the first event.
@@ -268,7 +275,7 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
     ) -> spb.CountTokensResponse:
         incoming = _Incoming(context)
         try:
-            incoming = self._admit(context)
+            self._admit(incoming)
             typed, body, unmodelled = request_body.count_request(parsed(request))
             call = CountCall(
                 request=typed,
