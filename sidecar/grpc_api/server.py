@@ -47,6 +47,7 @@ from grpc_status import rpc_status
 from sidecar.auth import TokenCheck
 from sidecar.engine.api import EngineApi, EngineStreamApi
 from sidecar.engine.outcome import ATTEMPTS_KEY, BACKEND_KEY, EXHAUSTED_KEY, HEDGED_KEY
+from sidecar.engine.stream import shutdown_error
 from sidecar.errors import (
     AuthenticationError,
     InternalError,
@@ -259,11 +260,22 @@ class MessagesServicer(spb_grpc.MessagesServiceServicer):
             # Committed: the outcome so far (backend, attempts) goes out before the first event.
             await context.send_initial_metadata(stream.outcome.metadata())
             await relay(stream, context.write)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            # The engine's drain cancels the task iterating a stream, which is this one: when
+            # that lands in a write rather than in the engine's read, it is still the explicit
+            # "shut down, retry" error the engine would have raised, not a silent end.
+            error: BaseException | None = exc
+            if isinstance(exc, asyncio.CancelledError):
+                error = shutdown_error(exc)
+                if error is None:
+                    raise
+                if stream is not None:
+                    error.metadata = stream.outcome.error_metadata()
+            assert error is not None
             if stream is not None:
                 await _close(stream)
                 stream = None
-            await _abort(context, exc, incoming.request_id)
+            await _abort(context, error, incoming.request_id)
         finally:
             if stream is not None:  # done, or cancelled by the client / its deadline
                 await _close(stream)
