@@ -75,11 +75,52 @@ class Writer:
 DELTAS = [text(0, str(i)) for i in range(20)]
 
 
-async def test_slow_writer_gets_merged_deltas() -> None:
-    writer = Writer(delay=0.01)
-    await relay(_source(DELTAS), writer)
-    assert len(writer.got) < len(DELTAS)
-    assert coalesce(writer.got) == [text(0, "".join(str(i) for i in range(20)))]
+class Connection:
+    """An upstream connection as the engine reads it: events arrive on their own schedule
+    (``push``) and wait in its buffer; a read takes everything that arrived (at least one)."""
+
+    def __init__(self) -> None:
+        self.buffer: list[m.StreamEvent] = []
+        self.arrived = asyncio.Event()
+        self.ended = False
+
+    def push(self, *events: m.StreamEvent) -> None:
+        self.buffer += events
+        self.arrived.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self.arrived.set()
+
+    async def reads(self) -> AsyncIterator[list[m.StreamEvent]]:
+        while self.buffer or not self.ended:
+            if not self.buffer:
+                self.arrived.clear()
+                await self.arrived.wait()
+                continue
+            batch, self.buffer = self.buffer, []
+            yield batch
+
+
+async def test_deltas_that_arrive_while_a_write_is_pending_go_out_merged() -> None:
+    connection = Connection()
+    writing, release = asyncio.Event(), asyncio.Event()
+    got: list[m.StreamEvent] = []
+
+    async def write(message: pb.StreamEvent) -> None:
+        got.append(event_from_proto(message))
+        if len(got) == 1:  # the caller is behind: the first write stays pending a while
+            writing.set()
+            await release.wait()
+
+    task = asyncio.create_task(relay(connection.reads(), write))
+    connection.push(DELTAS[0])
+    await writing.wait()
+    connection.push(*DELTAS[1:], STOP0)
+    connection.end()
+    release.set()
+    await task
+    assert got == [DELTAS[0], text(0, "".join(str(i) for i in range(1, 20))), STOP0]
 
 
 async def test_writer_that_keeps_up_gets_each_delta() -> None:

@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 
 from sidecar import model as m
 from sidecar.engine.outcome import Attempt, Outcome
+from sidecar.engine.stream import SHUTDOWN
 from sidecar.errors import (
     ChainExhaustedError,
     FailureKind,
@@ -88,10 +89,13 @@ class FakeStream:
         self._hang = hang
         self.closed = asyncio.Event()
 
+        self.task: asyncio.Task[object] | None = None  # the one iterating (what a drain cancels)
+
     def __aiter__(self) -> AsyncIterator[list[m.StreamEvent]]:
         return self._run()
 
     async def _run(self) -> AsyncIterator[list[m.StreamEvent]]:
+        self.task = asyncio.current_task()
         for event in self._events:
             yield [event]
         if self._hang:
@@ -337,6 +341,28 @@ async def test_stream_message(h: Harness) -> None:
     assert await call.code() == grpc.StatusCode.OK
     assert h.engine.calls[0].request.stream is True
     await asyncio.wait_for(h.engine.streams[0].closed.wait(), 1)
+
+
+async def test_a_drain_cancelling_the_stream_is_an_unavailable_status(h: Harness) -> None:
+    h.engine.hang = True
+    call = h.stub.StreamMessage(REQUEST)
+    got = [event_from_proto(event) async for event in _take(call, len(EVENTS))]
+    assert coalesce(got) == coalesce(EVENTS)
+    task = h.engine.streams[0].task
+    assert task is not None
+    task.cancel(SHUTDOWN)  # as the engine's abort_all does, wherever the handler waits
+    # (without the conversion the call would never end: grpc.aio sends no status then)
+    assert await asyncio.wait_for(call.code(), 10) == grpc.StatusCode.UNAVAILABLE
+    assert "shut down" in await call.details()
+    await asyncio.wait_for(h.engine.streams[0].closed.wait(), 1)
+
+
+async def _take(call: AsyncIterator[pb.StreamEvent], n: int) -> AsyncIterator[pb.StreamEvent]:
+    async for event in call:
+        yield event
+        n -= 1
+        if n == 0:
+            return
 
 
 async def test_failure_after_commit_is_an_error_status(h: Harness) -> None:
