@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -87,6 +88,21 @@ async def _drain(
         # Time for each caller's error to be written.
         await asyncio.wait({idle}, timeout=2.0)
     idle.cancel()
+
+
+# The collector's youngest generation runs every GC_YOUNG allocations net of frees (Python's
+# default is 700). A busy sidecar allocates a few hundred objects per request and keeps the
+# state of every open stream alive, so at the default the collector ran every couple of
+# requests and each run walked the live streams again; frozen start-up objects (modules,
+# protobuf descriptors, configuration) are never walked at all.
+GC_YOUNG = 20_000
+
+
+def _tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, older, oldest)
 
 
 def _limits(config: Config) -> dict[str, int]:
@@ -243,6 +259,7 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, _reload, config, engine)
 
+    _tune_gc()
     lifecycle.started = True
     background = []
     if shared is not None:
