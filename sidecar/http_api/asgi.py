@@ -249,8 +249,9 @@ async def start_sse(send: Send, metadata: list[tuple[str, str]]) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
-async def send_more(send: Send, body: bytes) -> None:
-    await send({"type": "http.response.body", "body": body, "more_body": True})
+def send_more(send: Send, body: bytes) -> Awaitable[None]:
+    # The server's own awaitable, not a coroutine around it: one frame less per event.
+    return send({"type": "http.response.body", "body": body, "more_body": True})
 
 
 async def end_body(send: Send) -> None:
