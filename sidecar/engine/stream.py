@@ -6,7 +6,8 @@ to a surface, each read within the idle timeout, and ends with the failure, expl
 the upstream breaks after the commit point. The committed stream's idle and attempt limits are
 checked on one timer per stream (``_Stall``), not a timer armed around every read.
 ``shutdown_error`` turns the engine's own cancellation at the end of a drain into an explicit
-error for the caller.
+error for the caller. ``bounded`` is ``asyncio.timeout_at`` around one await (an attempt, a read
+before the commit point) on one plain loop timer, with the same cancellation rules.
 """
 
 from __future__ import annotations
