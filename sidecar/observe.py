@@ -82,6 +82,9 @@ class Telemetry:
         self._c_attempt_seconds: dict[tuple[str, ...], Any] = {}
         self._c_ttft: dict[tuple[str, ...], Any] = {}
         self._c_tokens: dict[tuple[str, ...], Any] = {}
+        # Per finished-request key and per attempt key: the children it updates, looked up once.
+        self._c_finished: dict[tuple[str, str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._c_attempt: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._log_requests = log_requests
         r = self.registry
         self.requests = Counter(
@@ -216,30 +219,35 @@ class Telemetry:
         child = self._child
         for backend, seconds in outcome.pool_waits:
             self.pool_wait_seconds.labels(backend).observe(seconds)
-        child(self.in_flight, self._c_in_flight, outcome.surface, outcome.kind).dec()
-        child(
-            self.requests,
-            self._c_requests,
-            outcome.surface,
-            outcome.kind,
-            outcome.route,
-            outcome.chain,
-            outcome.result,
-        ).inc()
-        child(
-            self.request_seconds,
-            self._c_request_seconds,
-            outcome.surface,
-            outcome.kind,
-            outcome.chain,
-        ).observe(outcome.duration)
+        key = (outcome.surface, outcome.kind, outcome.route, outcome.chain, outcome.result)
+        finished = self._c_finished.get(key)
+        if finished is None:  # children made at first use as before: the same series order
+            finished = self._c_finished[key] = (
+                child(self.in_flight, self._c_in_flight, outcome.surface, outcome.kind),
+                child(self.requests, self._c_requests, *key),
+                child(
+                    self.request_seconds,
+                    self._c_request_seconds,
+                    outcome.surface,
+                    outcome.kind,
+                    outcome.chain,
+                ),
+            )
+        in_flight, requests, request_seconds = finished
+        in_flight.dec()
+        requests.inc()
+        request_seconds.observe(outcome.duration)
         if outcome.exhausted:
             self.exhausted.labels(outcome.chain).inc()
         for i, attempt in enumerate(outcome.attempts):
-            child(self.attempts, self._c_attempts, attempt.target, attempt.outcome).inc()
-            child(self.attempt_seconds, self._c_attempt_seconds, attempt.target).observe(
-                attempt.duration
-            )
+            per_attempt = self._c_attempt.get((attempt.target, attempt.outcome))
+            if per_attempt is None:
+                per_attempt = self._c_attempt[attempt.target, attempt.outcome] = (
+                    child(self.attempts, self._c_attempts, attempt.target, attempt.outcome),
+                    child(self.attempt_seconds, self._c_attempt_seconds, attempt.target),
+                )
+            per_attempt[0].inc()
+            per_attempt[1].observe(attempt.duration)
             if outcome.kind == "stream" and attempt.outcome == "ok":
                 self.upstream_ttft.labels(attempt.target).observe(attempt.duration)
             if attempt.outcome not in ("ok", "hedge_lost") and i + 1 < len(outcome.attempts):

@@ -9,9 +9,10 @@ attempt's failure with the verdict on it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+import msgspec
 
 from sidecar.backends.base import Backend
 from sidecar.errors import SidecarError
@@ -26,8 +27,7 @@ from .stream import Events
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Try:
+class Try(msgspec.Struct, frozen=True):
     backend: Backend
     target: Target
     policy: Policy
@@ -39,8 +39,7 @@ class Try:
 AttemptFn = Callable[[Try], Awaitable[T]]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Committed:
+class Committed(msgspec.Struct, frozen=True):
     """A stream past its commit point: its events, those held back so far, and its timers."""
 
     events: Events
@@ -67,14 +66,12 @@ class Lease:
             self._in_flight.done(self._label)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Won(Generic[T]):
+class Won(msgspec.Struct, Generic[T], frozen=True):
     value: T
     target: Target
     lease: Lease
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(msgspec.Struct, frozen=True):
     error: SidecarError
     verdict: Verdict

@@ -61,7 +61,7 @@ from .limits import RateLimits
 from .loop import Loop
 from .outcome import NullObserver, Observer, Outcome
 from .policy import Chain, Routes, Target
-from .stream import EngineStream, attempt_timeout, close_quietly, until_commit
+from .stream import EngineStream, bounded, close_quietly, until_commit
 from .validation import check_request
 
 T = TypeVar("T")
@@ -289,10 +289,6 @@ class Engine:
         return won.value, outcome
 
 
-async def _bounded(work: Awaitable[T], backend: str, end: float, deadline: float) -> T:
+def _bounded(work: Awaitable[T], backend: str, end: float, deadline: float) -> Awaitable[T]:
     """``work`` within the attempt's end; a timeout there is the attempt's (or the budget's)."""
-    try:
-        async with asyncio.timeout_at(end):
-            return await work
-    except TimeoutError:
-        raise attempt_timeout(backend, end, deadline, FailureKind.READ_TIMEOUT) from None
+    return bounded(work, end, backend, deadline, FailureKind.READ_TIMEOUT)

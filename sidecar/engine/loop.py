@@ -44,7 +44,7 @@ from .hedge import HEDGE_LOST, HedgeBudget, race
 from .limits import RateLimits
 from .outcome import Attempt, Observer, Outcome
 from .policy import Chain, Group, Policy, Routes, Target
-from .slots import Slot, Slots
+from .slots import NO_SLOT, Slot, Slots
 
 T = TypeVar("T")
 LIMITED = (429, 503)  # statuses whose retry-after says the target is rate-limited
@@ -242,7 +242,10 @@ class Loop:
     ) -> Won[T] | Failed:
         loop = asyncio.get_running_loop()
         policy, outcome, label = run.policy, run.outcome, target.label
-        slot = await self._slot(run, target)
+        if run.slots.limited(target.backend) or loop.time() >= run.deadline:
+            slot = await self._slot(run, target)  # waits for one, or refuses (529, budget)
+        else:
+            slot = NO_SLOT  # a backend without a limit: nothing to wait for
         started = loop.time()
         self.breakers.acquire(label)
         self.limits.started(target)

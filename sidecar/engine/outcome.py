@@ -8,9 +8,10 @@ the request runs and only read after.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Protocol, TypedDict
 from urllib.parse import quote
+
+import msgspec
 
 if TYPE_CHECKING:
     from sidecar.errors import SidecarError
@@ -33,8 +34,7 @@ class Skip(TypedDict):
     reason: str  # "breaker_open" | "rate_limited"
 
 
-@dataclasses.dataclass(slots=True)
-class Attempt:
+class Attempt(msgspec.Struct):
     target: str  # "backend/model"
     backend: str
     outcome: str  # "ok", or a FailureKind value ("status", "connect", ...)
@@ -45,26 +45,25 @@ class Attempt:
     error: SidecarError | None = None
 
 
-@dataclasses.dataclass(slots=True)
-class Outcome:
+class Outcome(msgspec.Struct):
     request_id: str
     chain: str
     kind: str = "create"  # create | stream | count_tokens
     surface: str = ""  # http | grpc
     route: str = "default"  # what chose the chain: header, a route's glob, name, default
     started: float = 0.0  # loop clock
-    attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    attempts: list[Attempt] = msgspec.field(default_factory=list)
     answered_by: str | None = None  # backend name
     answered_target: str | None = None  # backend/model
     exhausted: bool = False
-    degradations: list[str] = dataclasses.field(default_factory=list)
-    skipped: list[Skip] = dataclasses.field(default_factory=list)  # passed over, and why
+    degradations: list[str] = msgspec.field(default_factory=list)
+    skipped: list[Skip] = msgspec.field(default_factory=list)  # passed over, and why
     # Hedging: None (not hedged), "won" (the hedge answered) or "lost" (the first one did).
     hedge: str | None = None
     ttft: float | None = None  # streams: seconds from the start to the commit point
     # Waits for a slot of a backend's max_connections: (backend, seconds), only those that
     # had to wait; and the local limit that refused the request, if one did ("pool").
-    pool_waits: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    pool_waits: list[tuple[str, float]] = msgspec.field(default_factory=list)
     rejected: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None

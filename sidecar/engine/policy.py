@@ -129,6 +129,9 @@ class Chain(msgspec.Struct, frozen=True):
         return tuple(out)
 
 
+MAX_RESOLVED = 1024  # distinct model names remembered by ``Routes.resolve``
+
+
 class Routes:
     """Model name → chain name: first matching glob, else a chain of that name, else default."""
 
@@ -136,12 +139,24 @@ class Routes:
         self._routes = [(re.compile(fnmatch.translate(glob)), chain) for glob, chain in routes]
         self._globs = [glob for glob, _ in routes]
         self.chains = chains
+        # model -> what ``resolve`` answered: a request's model is matched against the globs
+        # once, not on every request (routes and chains never change; a reload makes new ones).
+        self._resolved: dict[str, tuple[Chain, str]] = {}
 
     def chain_for(self, model: str) -> Chain:
         return self.resolve(model)[0]
 
     def resolve(self, model: str) -> tuple[Chain, str]:
         """The chain for ``model`` and what chose it (a bounded label for metrics)."""
+        known = self._resolved.get(model)
+        if known is not None:
+            return known
+        if len(self._resolved) >= MAX_RESOLVED:  # model names come from callers: bounded
+            self._resolved.clear()
+        known = self._resolved[model] = self._match(model)
+        return known
+
+    def _match(self, model: str) -> tuple[Chain, str]:
         for (pattern, name), glob in zip(self._routes, self._globs, strict=True):
             if pattern.match(model):
                 return self.chains[name], glob

@@ -44,6 +44,10 @@ class Slots:
         self._limits = {name: n for name, n in limits.items() if n > 0}
         self._semaphores = {name: asyncio.Semaphore(n) for name, n in self._limits.items()}
 
+    def limited(self, backend: str) -> bool:
+        """Whether ``backend`` has slots at all (else ``take`` gives ``NO_SLOT`` at once)."""
+        return backend in self._semaphores
+
     async def take(self, backend: str, until: float, waits: list[tuple[str, float]]) -> Slot:
         """A slot of ``backend``, waiting for one until the loop time ``until`` at the latest.
 

@@ -6,16 +6,17 @@ to a surface, each read within the idle timeout, and ends with the failure, expl
 the upstream breaks after the commit point. The committed stream's idle and attempt limits are
 checked on one timer per stream (``_Stall``), not a timer armed around every read.
 ``shutdown_error`` turns the engine's own cancellation at the end of a drain into an explicit
-error for the caller.
+error for the caller. ``bounded`` is ``asyncio.timeout_at`` around one await (an attempt, a read
+before the commit point) on one plain loop timer, with the same cancellation rules.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecar.errors import (
     DeadlineExceededError,
@@ -25,8 +26,10 @@ from sidecar.errors import (
     UpstreamError,
 )
 from sidecar.model import (
+    EventView,
     MessageDelta,
     MessageStart,
+    MessageStop,
     RawChatChunk,
     RawEvent,
     StreamItem,
@@ -37,6 +40,7 @@ from sidecar.model import (
 from .outcome import Outcome
 
 Events = AsyncGenerator[list[StreamItem], None]
+T = TypeVar("T")
 
 SHUTDOWN = "anyllm-sidecar-shutdown"
 
@@ -66,6 +70,52 @@ def attempt_timeout(backend: str, end: float, deadline: float, kind: FailureKind
     return UpstreamError(f"{backend} {what}", kind=kind, backend=backend)
 
 
+class _Expiry:
+    """The timer of one ``bounded`` await: cancels the task when it fires, and remembers."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+async def bounded(
+    work: Awaitable[T], end: float, backend: str, deadline: float, kind: FailureKind
+) -> T:
+    """``work`` by the loop time ``end``, else ``attempt_timeout(... kind)``.
+
+    ``asyncio.timeout_at(end)`` around one await, with its semantics (the task is cancelled
+    when the timer fires; that cancellation, and only if no one else cancelled too, becomes the
+    timeout) on one plain loop timer: no context manager and its two coroutines per attempt,
+    which cost more than the timer itself."""
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling()
+    expiry = _Expiry(task)
+    handle = asyncio.get_running_loop().call_at(end, expiry.fire)
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        handle.cancel()
+        if expiry.fired and task.uncancel() <= cancelling:
+            raise attempt_timeout(backend, end, deadline, kind) from None
+        raise
+    except BaseException:
+        handle.cancel()
+        if expiry.fired:
+            task.uncancel()
+        raise
+    handle.cancel()
+    if expiry.fired:  # fired after the answer was in: its cancellation is taken back
+        task.uncancel()
+    return result
+
+
 def _through_stop(batch: list[StreamItem]) -> tuple[list[StreamItem], bool]:
     """The batch up to and including ``message_stop``, and whether it was there."""
     for i, event in enumerate(batch):
@@ -79,10 +129,9 @@ async def until_commit(
 ) -> None:
     while True:
         try:
-            async with asyncio.timeout_at(ttft_end):
-                batch = await anext(events)
-        except TimeoutError:
-            raise attempt_timeout(backend, ttft_end, deadline, FailureKind.TTFT_TIMEOUT) from None
+            batch = await bounded(
+                anext(events), ttft_end, backend, deadline, FailureKind.TTFT_TIMEOUT
+            )
         except StopAsyncIteration:
             raise UpstreamError(
                 f"{backend} ended the stream before any content",
@@ -137,32 +186,37 @@ class EngineStream:
             self._finished = True
             self._finish_outcome(self.outcome, result)
 
-    def _count(self, batch: list[StreamItem]) -> None:
-        for event in batch:
+    def _take(self, batch: list[StreamItem]) -> tuple[list[StreamItem], bool]:
+        """The batch up to and including ``message_stop`` (and whether it was there), its
+        usage counted into the outcome: one pass, and for the usual event (a delta) a type
+        check or two."""
+        outcome = self.outcome
+        for i, event in enumerate(batch):
             if type(event) is RawEvent:
-                self._count_raw(event)
+                view = event.view
+                if view.type == "message_delta" or view.type == "message_start":
+                    _count_raw(outcome, view)
+                if event.type != "message_stop":
+                    continue
             elif type(event) is RawChatChunk:
                 if event.input_tokens is not None:
-                    self.outcome.input_tokens = event.input_tokens
+                    outcome.input_tokens = event.input_tokens
                 if event.output_tokens is not None:
-                    self.outcome.output_tokens = event.output_tokens
+                    outcome.output_tokens = event.output_tokens
+                if not event.done:
+                    continue
             elif type(event) is MessageDelta:
-                self.outcome.output_tokens = event.usage.output_tokens
+                outcome.output_tokens = event.usage.output_tokens
                 if event.usage.input_tokens is not None:
-                    self.outcome.input_tokens = event.usage.input_tokens
+                    outcome.input_tokens = event.usage.input_tokens
+                continue
             elif type(event) is MessageStart:
-                self.outcome.input_tokens = event.message.usage.input_tokens
-
-    def _count_raw(self, event: RawEvent) -> None:
-        view = event.view
-        usage = view.usage if view.type == "message_delta" else None
-        if view.type == "message_start" and view.message is not None:
-            usage = view.message.usage
-        if usage is not None:
-            if usage.output_tokens is not None and view.type == "message_delta":
-                self.outcome.output_tokens = usage.output_tokens
-            if usage.input_tokens is not None:
-                self.outcome.input_tokens = usage.input_tokens
+                outcome.input_tokens = event.message.usage.input_tokens
+                continue
+            elif type(event) is not MessageStop:
+                continue
+            return (batch if i + 1 == len(batch) else batch[: i + 1]), True
+        return batch, False
 
     async def _run(self) -> AsyncGenerator[list[StreamItem], None]:
         # One generator between the upstream's batches and the surface (no inner one to hop
@@ -175,8 +229,7 @@ class EngineStream:
         try:
             async with aclosing(self._events):
                 batch, self._held = self._held, []
-                self._count(batch)
-                stopped = is_stop(batch[-1])
+                batch, stopped = self._take(batch)  # cut at the stop already (until_commit)
                 if stopped:
                     self._done("ok")
                 yield batch
@@ -205,8 +258,7 @@ class EngineStream:
                     except SidecarError as exc:
                         raise self._fail(exc) from None
                     stall.since = None
-                    batch, stopped = _through_stop(batch)
-                    self._count(batch)
+                    batch, stopped = self._take(batch)
                     if stopped:
                         self._done("ok")
                     yield batch
@@ -252,6 +304,17 @@ class EngineStream:
             if self._on_close is not None:
                 self._on_close()
         self._done("cancelled")  # closed before its end: the caller went away
+
+
+def _count_raw(outcome: Outcome, view: EventView) -> None:
+    usage = view.usage if view.type == "message_delta" else None
+    if view.type == "message_start" and view.message is not None:
+        usage = view.message.usage
+    if usage is not None:
+        if usage.output_tokens is not None and view.type == "message_delta":
+            outcome.output_tokens = usage.output_tokens
+        if usage.input_tokens is not None:
+            outcome.input_tokens = usage.input_tokens
 
 
 class _Stall:

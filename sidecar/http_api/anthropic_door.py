@@ -207,7 +207,9 @@ def passthrough(exchange: Exchange) -> tuple[tuple[str, str], ...]:
     """The caller's ``anthropic-*`` headers (version, betas, and whatever comes next), for an
     Anthropic-protocol upstream. Credentials are never among them: the configured key is used."""
     return tuple(
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in exchange.scope["headers"]
-        if name.startswith(b"anthropic-")
+        [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in exchange.scope["headers"]
+            if name.startswith(b"anthropic-")
+        ]
     )

@@ -10,13 +10,12 @@ same way (DESIGN.md, "Dialects").
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from .messages import CountTokensRequest, MessagesRequest
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Call:
+class Call(msgspec.Struct, frozen=True):
     """One request as the engine sees it, whichever surface it came from."""
 
     request: MessagesRequest
@@ -40,8 +39,7 @@ class Call:
     openai_notes: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CountCall:
+class CountCall(msgspec.Struct, frozen=True):
     """One token-count request as the engine sees it (see ``Call``)."""
 
     request: CountTokensRequest

@@ -10,8 +10,6 @@ engine passes on: ours (translated) or relayed; the helpers below read either.
 
 from __future__ import annotations
 
-import dataclasses
-
 import msgspec
 
 from .messages import (
@@ -68,8 +66,7 @@ class EventView(msgspec.Struct, frozen=True):
     error: ErrorView | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawEvent:
+class RawEvent(msgspec.Struct, frozen=True):
     """One event of an upstream's own Anthropic stream, to relay as the upstream sent it.
 
     ``headers``: on the first event of a stream, the upstream response headers a caller
@@ -81,8 +78,7 @@ class RawEvent:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(msgspec.Struct, frozen=True):
     """An upstream's own Anthropic answer, to relay as the upstream sent it."""
 
     body: bytes  # the message JSON, byte for byte
@@ -90,8 +86,7 @@ class RawMessage:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawChatChunk:
+class RawChatChunk(msgspec.Struct, frozen=True):
     """One frame of an OpenAI-compatible upstream's own stream, to relay to an OpenAI caller
     as the upstream sent it, with what the engine reads of it (``backends.openai_wire``)."""
 
@@ -102,8 +97,7 @@ class RawChatChunk:
     output_tokens: int | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawChatCompletion:
+class RawChatCompletion(msgspec.Struct, frozen=True):
     """An OpenAI-compatible upstream's own ``chat.completion``, to relay to an OpenAI caller."""
 
     body: bytes  # the completion JSON, byte for byte

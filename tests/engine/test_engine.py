@@ -4,10 +4,10 @@ outcome says, and the streaming commit point."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 
 from sidecar.engine.engine import Engine
@@ -512,7 +512,7 @@ def chat_engine(relay: list[Step], other: list[Step], policy: Policy | None = No
 
 
 def openai_call() -> Call:
-    return dataclasses.replace(call(), openai_body=b"{}", openai_notes=("seed", "n"))
+    return msgspec.structs.replace(call(), openai_body=b"{}", openai_notes=("seed", "n"))
 
 
 @pytest.mark.parametrize(

@@ -126,3 +126,15 @@ async def test_unbounded_backends_have_no_slots() -> None:
     for _ in range(1000):
         await slots.take("a", 0.0, waits)  # never waits, never refuses
     assert waits == []
+
+
+@pytest.mark.parametrize(
+    ("limits", "limited"),
+    [
+        pytest.param({"a": 2}, True, id="a-limit"),
+        pytest.param({"a": 0}, False, id="zero-is-unbounded"),
+        pytest.param({}, False, id="not-configured"),
+    ],
+)
+async def test_limited_says_whether_take_could_wait(limits: dict[str, int], limited: bool) -> None:
+    assert Slots(limits).limited("a") is limited

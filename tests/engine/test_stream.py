@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from sidecar.engine.outcome import Outcome
-from sidecar.engine.stream import SHUTDOWN, EngineStream, _Stall
-from sidecar.errors import FailureKind, SidecarError, UpstreamError
+from sidecar.engine.stream import SHUTDOWN, EngineStream, _Expiry, _Stall, bounded
+from sidecar.errors import DeadlineExceededError, FailureKind, SidecarError, UpstreamError
 from sidecar.model import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -235,3 +235,75 @@ async def test_someone_elses_cancel_during_a_read_stays_a_cancel() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert results == ["cancelled"]
+
+
+# ------------------------------------------------------------------ bounded: one await's timer
+
+
+async def _answer_after(event: asyncio.Event, value: str = "answer") -> str:
+    await event.wait()
+    return value
+
+
+def _bounded(work: Any, within: float) -> Any:
+    loop = asyncio.get_running_loop()
+    return bounded(work, loop.time() + within, "up", loop.time() + 60, FailureKind.READ_TIMEOUT)
+
+
+async def test_bounded_returns_the_answer_and_leaves_no_cancel() -> None:
+    ready = asyncio.Event()
+    ready.set()
+    assert await _bounded(_answer_after(ready), 5.0) == "answer"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+@pytest.mark.parametrize(
+    ("deadline_in", "expected"),
+    [
+        pytest.param(60.0, UpstreamError, id="attempt-end-is-an-upstream-timeout"),
+        pytest.param(0.0, DeadlineExceededError, id="budget-end-is-the-deadline"),
+    ],
+)
+async def test_bounded_times_out_as_the_attempt(deadline_in: float, expected: type) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.01
+    never = asyncio.Event()
+    with pytest.raises(expected) as caught:
+        await bounded(_answer_after(never), end, "up", end + deadline_in, FailureKind.TTFT_TIMEOUT)
+    if expected is UpstreamError:
+        assert caught.value.kind is FailureKind.TTFT_TIMEOUT  # type: ignore[attr-defined]
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+async def test_bounded_keeps_someone_elses_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller cancels in the same moment the bound's timer fires (the client left as the
+    attempt timed out): it stays a cancel, not a timeout that swallowed it."""
+    fire = _Expiry.fire
+
+    def fire_and_cancel(self: _Expiry) -> None:
+        fire(self)
+        self.task.cancel()  # someone else's
+
+    monkeypatch.setattr(_Expiry, "fire", fire_and_cancel)
+    task = asyncio.create_task(_bounded(_answer_after(asyncio.Event()), 0.01))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_bounded_an_outside_cancel_is_a_cancel() -> None:
+    never = asyncio.Event()
+    task = asyncio.create_task(_bounded(_answer_after(never), 5.0))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_bounded_a_failure_is_raised_as_it_is() -> None:
+    async def fails() -> None:
+        raise UpstreamError("boom", kind=FailureKind.CONNECT, backend="up")
+
+    with pytest.raises(UpstreamError, match="boom"):
+        await _bounded(fails(), 5.0)
