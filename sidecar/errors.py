@@ -19,7 +19,8 @@ gRPC). Upstream failures also carry what the engine needs to decide whether to m
     │                             own limits: concurrency, a backend's connection pool)
     └── InternalError             500 api_error                INTERNAL (a bug of ours)
 
-Foreign exceptions (the HTTP client's, msgspec, grpc) are mapped to these at the one place that meets them.
+Foreign exceptions (the HTTP client's, msgspec, grpc) are mapped to these at the one place that
+meets them.
 """
 
 from __future__ import annotations

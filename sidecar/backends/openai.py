@@ -18,12 +18,12 @@ relay an OpenAI caller's call the same way.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator
 
 import orjson
 
 from sidecar.errors import InvalidRequestError
+from sidecar.ids import new_request_id
 from sidecar.model import Answer, Call, CountCall, StreamItem, TokenCount
 from sidecar.translate.openai_request import OpenAIOptions, to_openai_request
 from sidecar.translate.openai_response import from_openai_response
@@ -38,7 +38,7 @@ from .settings import OpenAISettings
 
 
 def new_message_id() -> str:
-    return "msg_" + uuid.uuid4().hex[:24]
+    return "msg_" + new_request_id()[:24]
 
 
 class OpenAIBackend:

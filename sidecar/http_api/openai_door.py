@@ -28,7 +28,6 @@ out as the same ``x-anyllm-*`` headers as on the Anthropic door.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping
 
 import orjson
@@ -42,6 +41,7 @@ from sidecar.errors import (
     SidecarError,
     UpstreamError,
 )
+from sidecar.ids import new_request_id
 from sidecar.model import Call, RawChatChunk, RawChatCompletion, StreamItem
 from sidecar.translate.anthropic_to_openai_chat import (
     SSE_DONE,
@@ -74,7 +74,7 @@ def model_entry(name: str) -> dict[str, object]:
 
 
 def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    return "chatcmpl-" + new_request_id()[:24]
 
 
 class OpenAIDoor:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.http_api.asgi import Exchange, _request_id, encode_headers, new_request_id
+from sidecar.http_api.asgi import Exchange, _request_id, encode_headers
+from sidecar.ids import new_request_id
 
 
 async def _receive() -> dict[str, Any]:
