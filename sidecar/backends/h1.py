@@ -37,7 +37,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 KEEPALIVE = 15.0  # seconds an idle pooled connection stays open (aiohttp's default too)
 _HIGH_WATER = 1 << 20
-_LOW_WATER = 1 << 16
 # Sent unless the caller's headers set them; host / content-length are always the request's own.
 DEFAULT_HEADERS = {"user-agent": "anyllm-sidecar", "accept-encoding": "gzip, deflate"}
 _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -222,10 +221,19 @@ class Connection(asyncio.Protocol):
         self._busy, self._complete, self._error = True, False, None
         self._until_eof, self._decompress = False, None
         self._head = self._loop.create_future()
-        if len(body) < 16384:
-            self._transport.write(head + body)
-        else:
-            self._transport.writelines((head, body))
+        try:
+            if len(body) < 16384:
+                self._transport.write(head + body)
+            else:
+                self._transport.writelines((head, body))
+        except RuntimeError as exc:  # the transport closed under us (uvloop raises)
+            self.closed = True
+            raise Disconnected(
+                "the connection closed before the request was written",
+                answered=False,
+                reused=self.served > 0,
+                clean=True,
+            ) from exc
         return await self._head
 
     async def read(self) -> bytes:
@@ -261,6 +269,10 @@ class Connection(asyncio.Protocol):
         else:
             self.close()
         self._pool.slot_done()
+
+    def closing(self) -> bool:
+        """Closed, or closing (the upstream hung up and the loop has not told us yet)."""
+        return self.closed or self._transport is None or self._transport.is_closing()
 
     def close(self) -> None:
         self._cancel_expiry()
@@ -319,7 +331,7 @@ class Pool:
             idle = self._idle
             while idle and not fresh:
                 connection = idle.pop()
-                if not connection.closed:
+                if not connection.closing():
                     return connection
             return await self._connect(connect_timeout)
         except BaseException:

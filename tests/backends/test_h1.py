@@ -375,3 +375,18 @@ def test_request_heads(base: dict[str, str], headers: dict[str, str], wire: byte
 def test_a_header_with_a_line_break_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="line break"):
         h1.request_head("POST", "/", "h", {}, {"x-k": value}, 0)
+
+
+async def test_a_pooled_connection_already_closing_is_passed_over(serve: Serve) -> None:
+    server = await serve(fixed(b"ok"))
+    p = pool(server)
+    try:
+        _, _, connection = await exchange(p)
+        assert connection._transport is not None
+        connection._transport.close()  # closing; the loop has not called connection_lost yet
+        assert not connection.closed and connection.closing()
+        _, _, second = await exchange(p)
+    finally:
+        p.close()
+    assert second is not connection
+    assert server.connections == 2
