@@ -29,7 +29,7 @@ MOCK_PORT=${BENCH_MOCK_PORT:-18010}
 LONG_CHUNKS=${BENCH_LONG_CHUNKS:-200}
 SIDECAR_CPU=${BENCH_SIDECAR_CPU:-1}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
-MAX_SECONDS=${BENCH_MAX_SECONDS:-600}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-900}  # per phase (modes, shapes, peers)
 PACED_PORT=${BENCH_PACED_PORT:-18020}
 PACED_EVENTS=${BENCH_PACED_EVENTS:-50}
 PACED_INTERVAL_MS=${BENCH_PACED_INTERVAL_MS:-100}
@@ -177,7 +177,7 @@ fi
 stamp=$(date +%Y%m%d-%H%M%S)
 args=(--http "$http_addr" --grpc "$grpc_addr" --sidecar-pid "$sidecar_pid" --mock-port "$MOCK_PORT"
   --mock-pid "$nginx_pid" --long-chunks "$LONG_CHUNKS"
-  --out "$RUN/results-$stamp.json")
+  --out "$RUN/results-$stamp.json" --max-minutes $((MAX_SECONDS / 60 - 1)))
 if ((quick)); then args+=(--rounds 1 --duration 2 --warmup 0.5 --prime 1 --pause 0.2); fi
 status=0
 if ((modes)); then
