@@ -29,7 +29,6 @@ from sidecar.model import (
     EventView,
     MessageDelta,
     MessageStart,
-    MessageStop,
     RawChatChunk,
     RawEvent,
     StreamItem,
@@ -188,34 +187,12 @@ class EngineStream:
 
     def _take(self, batch: list[StreamItem]) -> tuple[list[StreamItem], bool]:
         """The batch up to and including ``message_stop`` (and whether it was there), its
-        usage counted into the outcome: one pass, and for the usual event (a delta) a type
-        check or two."""
+        usage counted into the outcome, in one pass."""
         outcome = self.outcome
         for i, event in enumerate(batch):
-            if type(event) is RawEvent:
-                view = event.view
-                if view.type == "message_delta" or view.type == "message_start":
-                    _count_raw(outcome, view)
-                if event.type != "message_stop":
-                    continue
-            elif type(event) is RawChatChunk:
-                if event.input_tokens is not None:
-                    outcome.input_tokens = event.input_tokens
-                if event.output_tokens is not None:
-                    outcome.output_tokens = event.output_tokens
-                if not event.done:
-                    continue
-            elif type(event) is MessageDelta:
-                outcome.output_tokens = event.usage.output_tokens
-                if event.usage.input_tokens is not None:
-                    outcome.input_tokens = event.usage.input_tokens
-                continue
-            elif type(event) is MessageStart:
-                outcome.input_tokens = event.message.usage.input_tokens
-                continue
-            elif type(event) is not MessageStop:
-                continue
-            return (batch if i + 1 == len(batch) else batch[: i + 1]), True
+            _count(outcome, event)
+            if is_stop(event):
+                return (batch if i + 1 == len(batch) else batch[: i + 1]), True
         return batch, False
 
     async def _run(self) -> AsyncGenerator[list[StreamItem], None]:
@@ -304,6 +281,25 @@ class EngineStream:
             if self._on_close is not None:
                 self._on_close()
         self._done("cancelled")  # closed before its end: the caller went away
+
+
+def _count(outcome: Outcome, event: StreamItem) -> None:
+    """The usage ``event`` reports, into ``outcome``."""
+    if type(event) is RawEvent:
+        view = event.view
+        if view.type == "message_delta" or view.type == "message_start":
+            _count_raw(outcome, view)
+    elif type(event) is RawChatChunk:
+        if event.input_tokens is not None:
+            outcome.input_tokens = event.input_tokens
+        if event.output_tokens is not None:
+            outcome.output_tokens = event.output_tokens
+    elif type(event) is MessageDelta:
+        outcome.output_tokens = event.usage.output_tokens
+        if event.usage.input_tokens is not None:
+            outcome.input_tokens = event.usage.input_tokens
+    elif type(event) is MessageStart:
+        outcome.input_tokens = event.message.usage.input_tokens
 
 
 def _count_raw(outcome: Outcome, view: EventView) -> None:
