@@ -12,9 +12,6 @@ up gets each delta as it comes (a batch of one), a slow one fewer, larger messag
 connection's buffer limit keeps backpressure on the upstream. No reader task, no queue and
 no hand-off per event: the task that awaited the upstream read converts and writes.
 
-``coalesce`` is the merge on model events (the definition ``grpc_events`` implements on the
-way to protobuf; tests compare streams with it).
-
 An ``error`` event, should the engine yield one, ends the stream as an ``UpstreamError`` of its
 type, after the batches before it were written. Cancelling the handler (the client cancelled,
 or its deadline passed) cancels the read or the write in progress; the events iterator is
@@ -31,46 +28,7 @@ from sidecar import model as m
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.relayed import grpc_events
 
-__all__ = ["coalesce", "relay"]
-
-_MERGEABLE = (m.TextDelta, m.InputJsonDelta, m.ThinkingDelta)
-
-
-def _join(deltas: list[m.BlockDelta]) -> m.BlockDelta:
-    first = deltas[0]
-    if len(deltas) == 1:
-        return first
-    if isinstance(first, m.TextDelta):
-        return m.TextDelta(text="".join(d.text for d in deltas))  # type: ignore[union-attr]
-    if isinstance(first, m.InputJsonDelta):
-        return m.InputJsonDelta(partial_json="".join(d.partial_json for d in deltas))  # type: ignore[union-attr]
-    return m.ThinkingDelta(thinking="".join(d.thinking for d in deltas))  # type: ignore[union-attr]
-
-
-def coalesce(events: list[m.StreamEvent]) -> list[m.StreamEvent]:
-    """Join runs of adjacent text / input_json / thinking deltas of the same block."""
-    if len(events) < 2:
-        return events
-    out: list[m.StreamEvent] = []
-    run: list[m.BlockDelta] = []
-    run_index = -1
-
-    def flush() -> None:
-        if run:
-            out.append(m.ContentBlockDelta(index=run_index, delta=_join(run)))
-            run.clear()
-
-    for event in events:
-        if isinstance(event, m.ContentBlockDelta) and isinstance(event.delta, _MERGEABLE):
-            if run and (event.index != run_index or type(event.delta) is not type(run[0])):
-                flush()
-            run_index = event.index
-            run.append(event.delta)
-        else:
-            flush()
-            out.append(event)
-    flush()
-    return out
+__all__ = ["relay"]
 
 
 async def relay(

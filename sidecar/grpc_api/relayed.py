@@ -12,7 +12,7 @@ to write, and merges each run of adjacent plain deltas of one block and kind (``
 ``input_json_delta``, ``thinking_delta`` carrying nothing but their one field, relayed or
 translated) into one message: a batch holds more than one event when they arrived while the
 previous write was pending, so a caller that keeps up gets each delta as it came and one that
-is behind gets fewer, larger messages. The merge is ``relay.coalesce``'s, done on the way to
+is behind gets fewer, larger messages. The merge is done on the way to
 protobuf; the plain delta, one per token, is built straight into its ``StreamEvent`` (the
 per-event hot path: one JSON parse, one message, no model object in between); every other
 event goes through the general conversion (``json_proto.event_from_json`` for relayed JSON,

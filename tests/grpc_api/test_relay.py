@@ -11,8 +11,9 @@ import pytest
 from sidecar import model as m
 from sidecar.errors import UpstreamError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
-from sidecar.grpc_api.relay import coalesce, relay
+from sidecar.grpc_api.relay import relay
 from sidecar.grpc_api.reverse import event_from_proto
+from tests.grpc_api.merge import coalesce
 
 
 def text(index: int, value: str) -> m.ContentBlockDelta:

@@ -14,10 +14,10 @@ from sidecar import model as m
 from sidecar.errors import UpstreamError
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.json_proto import event_from_json, event_to_json, message_to_json
-from sidecar.grpc_api.relay import coalesce
 from sidecar.grpc_api.relayed import grpc_events, message_reply
 from sidecar.grpc_api.render import event_to_proto
 from tests.fixtures.current_api import shapes
+from tests.grpc_api.merge import coalesce
 from tests.grpc_api.test_json_proto import without_nulls
 
 

@@ -28,9 +28,9 @@ from sidecar.errors import (
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_pb2 as pb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2 as spb
 from sidecar.grpc_api.gen.anyllm.sidecar.v1 import messages_service_pb2_grpc as spb_grpc
-from sidecar.grpc_api.relay import coalesce
 from sidecar.grpc_api.reverse import event_from_proto, message_from_proto
 from sidecar.grpc_api.server import SERVICE_NAME, set_not_serving, start_grpc_server
+from tests.grpc_api.merge import coalesce
 
 REQUEST = spb.CreateMessageRequest(
     model="m",
