@@ -28,7 +28,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncGenerator, Callable, Mapping
 from functools import lru_cache
-from typing import Protocol, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import yarl
 
@@ -167,9 +167,7 @@ class UpstreamSession:
                     connection.release()
                     raise
         except Exception as exc:
-            if (error := client_error(exc, backend, started=False)) is None:
-                raise
-            raise error from exc
+            _raise_mapped(exc, backend, started=False)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def post_json(
@@ -188,9 +186,7 @@ class UpstreamSession:
         try:
             content = await response.body()
         except Exception as exc:
-            if (error := client_error(exc, backend, started=True)) is None:
-                raise
-            raise error from exc
+            _raise_mapped(exc, backend, started=True)
         finally:
             response.release()
         report_response_headers(response.headers)
@@ -247,9 +243,7 @@ class UpstreamSession:
                 try:
                     content = await response.body()
                 except Exception as exc:
-                    if (error := client_error(exc, backend, started=True)) is None:
-                        raise
-                    raise error from exc
+                    _raise_mapped(exc, backend, started=True)
                 raise _with_backend(to_error(response.status, content, response.headers), backend)
             if headers_out is not None:
                 headers_out += relayed_headers(response.headers)
@@ -259,9 +253,7 @@ class UpstreamSession:
                     piece = await read()
                 except Exception as exc:
                     # mapped here, not by a context manager entered around every read
-                    if (error := client_error(exc, backend, started=True)) is None:
-                        raise
-                    raise error from exc
+                    _raise_mapped(exc, backend, started=True)
                 if not piece:
                     break
                 frames = decoder.feed(piece)
@@ -343,6 +335,14 @@ def client_error(exc: Exception, backend: str, *, started: bool) -> UpstreamErro
             backend=backend,
         )
     return None
+
+
+def _raise_mapped(exc: Exception, backend: str, *, started: bool) -> NoReturn:
+    """Raise the ``UpstreamError`` the client's exception ``exc`` stands for, or ``exc``."""
+    error = client_error(exc, backend, started=started)
+    if error is None:
+        raise exc
+    raise error from exc
 
 
 def _with_backend(error: UpstreamError, backend: str) -> UpstreamError:
