@@ -11,6 +11,10 @@ One process (uvloop, pinned by ``run.sh`` on the sidecar's cpu) serving, on 127.
   ``/paced`` the floor of a paced relay: it opens a raw asyncio connection to the paced mock
   (``--paced-port``), and hands every read of its body to uvicorn as one body message (no HTTP
   client library, no parsing, no SSE decoding: the sockets, the loop and uvicorn only).
+* Raw (the ``raw PORT`` line): the same paced relay with asyncio protocols on both sockets and
+  no HTTP server at all: each read of the mock's (already chunked) body is written to the
+  caller from the read callback. Nothing written in Python relays a paced stream for less on
+  this machine: its row is the floor under any per-event target.
 
 Neither reads the request beyond what the framework does, nor calls anything: the rows are
 the per-call cost of grpc.aio and of uvicorn themselves, so the sidecar's gRPC overhead can be
@@ -29,7 +33,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import uvicorn
@@ -189,7 +193,10 @@ async def main_async() -> None:
     while not http.started:  # noqa: ASYNC110 (uvicorn has no event for it)
         await asyncio.sleep(0.05)
     http_port = http.servers[0].sockets[0].getsockname()[1]
+    raw = await asyncio.get_running_loop().create_server(RawPacedRelay, "127.0.0.1", 0)
+    raw_port = raw.sockets[0].getsockname()[1]
     print(f"ready {http_port} {grpc_port}", flush=True)
+    print(f"raw {raw_port}", flush=True)
     for name, port, _ in variants:
         print(f"variant {name}\t{port}", flush=True)
     stop = asyncio.Event()
@@ -199,9 +206,71 @@ async def main_async() -> None:
     await stop.wait()
     http.should_exit = True
     await task
+    raw.close()
     await server.stop(0)
     for _, _, variant in variants:
         await variant.stop(0)
+
+
+class _RawUpstream(asyncio.Protocol):
+    """The paced mock's side of the raw relay: every read goes to the caller's socket as is."""
+
+    def __init__(self, client: asyncio.Transport) -> None:
+        self.client = client
+        self.head = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).write(PACED_REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        if self.head:  # the mock's response head; the caller gets its own
+            self.head = False
+            data = data.partition(b"\r\n\r\n")[2]
+            self.client.write(RAW_HEAD)
+            if not data:
+                return
+        self.client.write(data)  # already chunked by the mock: relayed without reframing
+
+
+RAW_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
+class RawPacedRelay(asyncio.Protocol):
+    """The floor under any Python relay of a paced stream on this machine: asyncio protocols on
+    both sockets and nothing else (no HTTP server, no parser, no framing of ours). It answers
+    each request (one per connection, as the paced callers send) by relaying the paced mock."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upstream: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head, sep, body = self.buffer.partition(b"\r\n\r\n")
+        if not sep or self.upstream is not None:
+            return
+        lines = head.lower().split(b"\r\n")
+        length = next((int(v[15:]) for v in lines if v[:15] == b"content-length:"), 0)
+        if len(body) >= length:
+            asyncio.get_running_loop().create_task(self._relay())
+
+    async def _relay(self) -> None:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        client = self.transport
+        self.upstream, _ = await loop.create_connection(
+            lambda: _RawUpstream(client), "127.0.0.1", PACED_PORT[0]
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
 
 
 def main() -> None:

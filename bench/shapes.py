@@ -251,8 +251,12 @@ async def paced_batch(args: argparse.Namespace, surface: str, streams: int) -> d
             "messages": [{"role": "user", "content": bench.PROMPT}],
         }
     ).encode()
-    if surface == "http floor":  # floor.py's raw relay of the same paced stream
+    if surface == "http floor":  # floor.py's relay of the same paced stream through uvicorn
         target = http_body_target(bench._split_address(args.floor_http), "/paced", body, True)
+        pid = args.floor_pid
+    elif surface == "raw floor":  # floor.py's relay with asyncio protocols only: no HTTP server
+        raw = ("127.0.0.1", read_raw_port(args.floor_log))
+        target = http_body_target(raw, "/paced", body, True)
         pid = args.floor_pid
     else:
         target = http_body_target(bench._split_address(args.http), "/v1/messages", body, True)
@@ -341,7 +345,7 @@ async def part_paced(args: argparse.Namespace) -> list[dict[str, Any]]:
     for streams in [int(n) for n in args.paced_streams.split(",") if n]:
         surfaces = [s for s in args.paced_surfaces.split(",") if s]
         if not args.floor_pid:
-            surfaces = [s for s in surfaces if s != "http floor"]
+            surfaces = [s for s in surfaces if not s.endswith(" floor")]
         for surface in surfaces:
             rounds = []
             for _ in range(args.rounds):
@@ -427,6 +431,14 @@ def read_variants(log: str) -> list[tuple[str, int]]:
             name, _, port = line.removeprefix("variant ").rpartition("\t")
             out.append((name, int(port)))
     return out
+
+
+def read_raw_port(log: str) -> int:
+    """The port of floor.py's raw-protocol paced relay (its ``raw PORT`` line)."""
+    for line in Path(log).read_text().splitlines():
+        if line.startswith("raw "):
+            return int(line.split()[1])
+    raise SystemExit(f"shapes.py: no 'raw PORT' line in {log}")
 
 
 async def part_floor(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -592,14 +604,18 @@ def notes(
     paced: list[dict[str, Any]], sizes: list[dict[str, Any]], floor: list[dict[str, Any]]
 ) -> list[str]:
     out = []
+    raw = {r["streams"]: r["us_per_event"] for r in paced if r["surface"] == "raw floor"}
     for r in paced:
         if r["surface"] not in ("http", "grpc"):
             continue
         limit = 15 if r["surface"] == "http" else 20
         mark = "ok" if r["us_per_event"] <= limit else "OVER"
+        floor_note = ""
+        if r["streams"] in raw:  # what no asyncio relay on this machine goes below
+            floor_note = f"; raw asyncio relay floor {raw[r['streams']]}"
         out.append(
             f"- paced {r['surface']} N={r['streams']}: {r['us_per_event']} µs/event"
-            f" (target <= {limit}) {mark}"
+            f" (target <= {limit}{floor_note}) {mark}"
         )
     by = {(r["kb"], r["concurrency"], r["surface"]): r["cpu_ms_per_req"] for r in sizes}
     kbs = sorted({r["kb"] for r in sizes})
@@ -665,7 +681,7 @@ def main() -> None:
     parser.add_argument("--floor-log", default="", help="floor.py's stdout (its variants)")
     parser.add_argument("--parts", default="paced,sizes,floor")
     parser.add_argument("--paced-streams", default="100,1000")
-    parser.add_argument("--paced-surfaces", default="http floor,http,grpc")
+    parser.add_argument("--paced-surfaces", default="raw floor,http floor,http,grpc")
     parser.add_argument("--events", type=int, default=50, help="as given to paced_mock.py")
     parser.add_argument("--interval-ms", type=float, default=100.0, help="as paced_mock.py")
     parser.add_argument("-r", "--rounds", type=int, default=2)
