@@ -912,7 +912,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     concs = [int(c) for c in args.concurrency.split(",") if c]
     if bad := [m for m in modes if m not in MODES]:
         raise SystemExit(f"bench: unknown modes {bad}; choose from {MODES}")
-    cells = sum(len(targets_for(m)) for m in modes)
+    only = {t for t in args.targets.split(",") if t}
+    if bad := sorted(only - set(TARGETS)):
+        raise SystemExit(f"bench: unknown targets {bad}; choose from {TARGETS}")
+
+    def chosen(mode: str) -> tuple[str, ...]:
+        # "direct" stays: the added latency is measured against it
+        return tuple(t for t in targets_for(mode) if t == "direct" or not only or t in only)
+
+    cells = sum(len(chosen(m)) for m in modes)
     runs = cells * len(concs) * args.rounds
     per_run = args.warmup + args.duration + args.pause
     plan = runs * per_run + len(modes) * 2 * args.prime
@@ -938,7 +946,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC)
     for mode in modes:
-        targets = targets_for(mode)
+        targets = chosen(mode)
         for target in targets[1:]:  # first requests pay imports, pools, HTTP/2 setup
             if args.prime > 0:
                 r = asyncio.run(measure(setup, target, mode, 4, args.prime, 0.0))
@@ -1038,6 +1046,9 @@ def main() -> None:
     p.add_argument("--mock-pid", type=int, default=0, help="the nginx master (CPU accounting)")
     p.add_argument("--long-chunks", type=int, default=200, help="as given to mock_nginx.py")
     p.add_argument("-m", "--modes", default=",".join(MODES))
+    p.add_argument(
+        "-t", "--targets", default="", help="only these of http,grpc (and direct, always run)"
+    )
     p.add_argument("-c", "--concurrency", default="1,16")
     p.add_argument("-r", "--rounds", type=int, default=2)
     p.add_argument("-d", "--duration", type=float, default=4.0, help="measured seconds per run")

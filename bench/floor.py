@@ -21,8 +21,9 @@ the per-call cost of grpc.aio and of uvicorn themselves, so the sidecar's gRPC o
 reported above its floor and compared with the HTTP surface's overhead above its own.
 
 Beside the plain gRPC floor, one more grpc.aio server per entry of ``VARIANTS`` (server options
-to try, and the sidecar's trailing metadata on every reply), so their cost is measured the same
-way in the same run. Prints ``ready HTTP_PORT GRPC_PORT`` once all listen, then
+to try, the sidecar's trailing metadata on every reply, a handler that awaits one loop turn as
+the sidecar's awaits its upstream), so their cost is measured the same way in the same run.
+Prints ``ready HTTP_PORT GRPC_PORT`` and ``raw PORT`` once all listen, then
 ``variant NAME PORT`` for each. Usage: ``python bench/floor.py [--paced-port PORT]``.
 """
 
@@ -61,7 +62,10 @@ VARIANTS: dict[str, tuple[list[tuple[str, Any]], tuple[tuple[str, str], ...]]] =
     "optimization_target throughput": ([("grpc.optimization_target", "throughput")], ()),
     "max_concurrent_streams 1000": ([("grpc.max_concurrent_streams", 1000)], ()),
     "+ the sidecar's 5 trailing metadata": ([], TRAILING),
+    # The sidecar's handler waits for its upstream: the call spans loop turns.
+    "+ the handler awaits a loop turn": ([], ()),
 }
+SUSPENDS = "+ the handler awaits a loop turn"
 
 
 def _message() -> pb.Message:
@@ -100,12 +104,15 @@ def _events() -> list[pb.StreamEvent]:
 
 
 class FloorServicer(spb_grpc.MessagesServiceServicer):
-    def __init__(self, trailing: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(self, trailing: tuple[tuple[str, str], ...] = (), suspends: bool = False) -> None:
         self.message = _message()
         self.events = _events()
         self.trailing = trailing
+        self.suspends = suspends
 
     async def CreateMessage(self, request: Any, context: Any) -> pb.Message:
+        if self.suspends:
+            await asyncio.sleep(0)
         if self.trailing:
             context.set_trailing_metadata(self.trailing)
         return self.message
@@ -171,7 +178,8 @@ async def main_async() -> None:
     variants = []
     for name, (extra, trailing) in VARIANTS.items():
         variant = grpc.aio.server(options=options + extra)
-        spb_grpc.add_MessagesServiceServicer_to_server(FloorServicer(trailing), variant)
+        servicer = FloorServicer(trailing, suspends=name == SUSPENDS)
+        spb_grpc.add_MessagesServiceServicer_to_server(servicer, variant)
         port = variant.add_insecure_port("127.0.0.1:0")
         await variant.start()
         variants.append((name, port, variant))
