@@ -264,6 +264,9 @@ class Connection(asyncio.Protocol):
         reusable = self._complete and self._keep_alive and self._error is None and not self.closed
         self.served += 1
         self._chunks, self._buffered = [], 0
+        if reusable and self._paused and self._transport is not None:
+            self._paused = False  # ended with bytes unread: the next response must flow
+            self._transport.resume_reading()
         if reusable and self._pool.put(self):
             self._expiry = self._loop.call_later(KEEPALIVE, self.close)
         else:

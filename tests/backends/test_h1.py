@@ -293,6 +293,31 @@ async def test_a_slow_reader_pauses_the_upstream_and_loses_nothing(
     assert bytes(got) == big
 
 
+async def test_a_body_left_unread_after_a_pause_does_not_stall_the_next_response(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading pauses past the high-water mark; a body that ended in the same read is complete,
+    # so its connection goes back to the pool even though the caller read none of it (a decoder
+    # that gave up): the pooled connection must read again.
+    monkeypatch.setattr(h1, "_HIGH_WATER", 8)
+    server = await serve(fixed(b"x" * 64), fixed(b"second"))
+    p = pool(server)
+    try:
+        connection = await p.acquire(5.0)
+        response = await connection.send(head(), b"{}")
+        for _ in range(500):  # generous: the body only has to arrive
+            if connection._complete:
+                break
+            await asyncio.sleep(0.01)
+        assert connection._complete and connection._paused
+        response.release()
+        status, body, again = await asyncio.wait_for(exchange(p), 10)
+    finally:
+        p.close()
+    assert (status, body) == (200, b"second")
+    assert again is connection and server.connections == 1
+
+
 async def test_the_pool_limit_holds_requests_until_a_connection_is_free(
     serve: Serve,
 ) -> None:
