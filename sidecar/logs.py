@@ -33,20 +33,20 @@ _root = logging.getLogger()
 
 class _Clock:
     """``YYYY-mm-ddTHH:MM:SS.mmmZ`` of a ``time.time()`` value; the formatted second is kept
-    (lines come many per second)."""
+    (lines come many per second), as one tuple: a library logging from another thread reads a
+    second and its text that belong together."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._last = (-1, "")
 
     def stamp(self, created: float, msecs: int) -> str:
         second = int(created)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-            self._second = second
-        return f"{self._prefix}.{msecs:03d}Z"
+        last = self._last
+        if second != last[0]:
+            last = self._last = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)))
+        return f"{last[1]}.{msecs:03d}Z"
 
 
 _clock = _Clock()
