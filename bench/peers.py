@@ -153,7 +153,7 @@ def render(
         )
         lines.append(
             f"| {r['mode']} | {r['concurrency']} | {r['contestant']} | {r['rps']:.0f} |"
-            f" {r['p50_ms']} | {r['cpu_ms_per_req']} | {ratio} | {r['errors']} |"
+            f" {r['p50_ms']:.3f} | {r['cpu_ms_per_req']:.3f} | {ratio} | {r['errors']} |"
         )
     need = {"portkey": 5.0, "litellm": 60.0}
     for conc in concs:
