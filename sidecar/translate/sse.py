@@ -35,6 +35,7 @@ from sidecar.errors import FailureKind, UpstreamError
 __all__ = ["SSEDecoder", "SSEFrame", "encode_sse"]
 
 _BOM = b"\xef\xbb\xbf"
+_MAX_NAMES = 64  # distinct ``event:`` names one decoder remembers
 
 
 class SSEFrame(msgspec.Struct, frozen=True):
@@ -54,6 +55,7 @@ class SSEDecoder:
         "_event",
         "_first_line",
         "_max",
+        "_names",
         "_partial",
         "_partial_size",
         "_skip_lf",
@@ -68,6 +70,7 @@ class SSEDecoder:
         self._event: str | None = None
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
         self._first_line = True  # a UTF-8 BOM may open the stream
+        self._names: dict[bytes, str] = {}  # ``event:`` lines seen -> their names
 
     def feed(self, data: bytes) -> list[SSEFrame]:
         """Consume ``data`` and return the frames it completed (possibly none)."""
@@ -113,7 +116,7 @@ class SSEDecoder:
                 if self._data_size > self._max:
                     self._too_large()
             elif line.startswith(b"event:"):  # the other line of every Anthropic event
-                self._event = _event_name(line)
+                self._event = self._event_name(line)
             elif line[0] != 0x3A:  # not a b":" comment / keep-alive
                 self._field(line)
         if self._partial_size + self._data_size > self._max:
@@ -148,6 +151,17 @@ class SSEDecoder:
         self._event = None
         return frame
 
+    def _event_name(self, line: bytes) -> str:
+        """The name on an ``event:`` line; the few a stream uses are decoded once each."""
+        names = self._names
+        name = names.get(line)
+        if name is None:
+            value = line[7:] if line[6:7] == b" " else line[6:]
+            name = value.decode("utf-8", "replace")
+            if len(names) < _MAX_NAMES:  # names come from the upstream: the cache stays bounded
+                names[line] = name
+        return name
+
     def _check_size(self) -> None:
         if self._partial_size + self._data_size > self._max:
             self._too_large()
@@ -157,20 +171,6 @@ class SSEDecoder:
             f"upstream sent a server-sent event larger than {self._max} bytes",
             kind=FailureKind.INVALID_RESPONSE,
         )
-
-
-_NAMES: dict[bytes, str] = {}  # ``event:`` lines seen -> their names (a handful of types)
-_MAX_NAMES = 256
-
-
-def _event_name(line: bytes) -> str:
-    name = _NAMES.get(line)
-    if name is None:
-        value = line[7:] if line[6:7] == b" " else line[6:]
-        name = value.decode("utf-8", "replace")
-        if len(_NAMES) < _MAX_NAMES:  # names come from upstreams: the cache stays bounded
-            _NAMES[line] = name
-    return name
 
 
 def encode_sse(event: str, data: bytes) -> bytes:
