@@ -253,6 +253,7 @@ class RawPacedRelay(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
+        self.relaying: asyncio.Task[None] | None = None  # held: the loop keeps only a weak ref
         self.upstream: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -261,12 +262,12 @@ class RawPacedRelay(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         head, sep, body = self.buffer.partition(b"\r\n\r\n")
-        if not sep or self.upstream is not None:
+        if not sep or self.relaying is not None:
             return
         lines = head.lower().split(b"\r\n")
         length = next((int(v[15:]) for v in lines if v[:15] == b"content-length:"), 0)
         if len(body) >= length:
-            asyncio.get_running_loop().create_task(self._relay())
+            self.relaying = asyncio.get_running_loop().create_task(self._relay())
 
     async def _relay(self) -> None:
         assert self.transport is not None
@@ -277,6 +278,8 @@ class RawPacedRelay(asyncio.Protocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.relaying is not None:
+            self.relaying.cancel()  # the caller left while the upstream was being reached
         if self.upstream is not None:
             self.upstream.close()
 
